@@ -1,0 +1,130 @@
+"""`gs-semantic bench quality|speed`: oracle-perception quality on simulator seeds (full
+classification vs the per-Gaussian threshold baseline) and speed figures. Prints a table and
+writes JSON; every quality number here is measured with ORACLE PERCEPTION."""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import Config
+from .semantics.boxes import box_iou, clean_points, fit_box
+from .semantics.metrics import evaluate, gt_labels
+from .sim.generate import SimConfig, generate, load_gt
+from .types import OrientedBox
+
+ABSENT = ["laptop", "banana", "teddy bear", "scissors"]
+
+
+def _scene(seed: int, frames: int, root: Path) -> Path:
+    d = root / f"sim_{seed}_{frames}"
+    if not (d / "gt.json").exists():
+        generate(SimConfig(seed=seed, frames=frames), d, progress=False)
+    return d
+
+
+def quality_one(seed: int, frames: int, root: Path, threshold: float) -> dict:
+    from .cli import offline_pipeline
+    d = _scene(seed, frames, root)
+    gt = load_gt(d)
+    cfg = Config()
+    cfg.mapper.iters_per_keyframe = 4
+    p = offline_pipeline(d, cfg, progress=False, keep_language=True)
+    snap = p.snapshot
+    ev = evaluate(snap.arrays, snap.objects, gt)
+    real = [o for o in gt["objects"] if not o["is_background"]]
+    classes = {}
+    for o in real:
+        classes.setdefault(o["class"], []).append(o)
+    glab = gt_labels(snap.arrays["means"], gt)
+    lang = p.mapper.map.state["language"].cpu().numpy()
+    lang = lang / np.maximum(np.linalg.norm(lang, axis=1, keepdims=True), 1e-8)
+    full, thr = [], []
+    for cls, objs in classes.items():
+        if len(objs) != 1:
+            continue          # success is defined for single-instance targets
+        gbox = OrientedBox.from_dict(objs[0]["obb"])
+        member = glab == objs[0]["instance_id"]
+        r = p.query(f"grab the {cls}")
+        iou = box_iou(r.objects[0].obb, gbox) if r.found else 0.0
+        sel = np.zeros(len(glab), bool)
+        if r.found:
+            sel[r.objects[0].gaussian_indices] = True
+        full.append({"class": cls, "found": r.found, "iou": iou, "gacc": float((sel == member)[glab != -1].mean())})
+        t = p.embedder.embed_text([cls])[0]
+        idx = np.nonzero(lang @ t >= threshold)[0]
+        tsel = np.zeros(len(glab), bool)
+        tsel[idx] = True
+        tiou = 0.0
+        if len(idx) >= 4:
+            pts = clean_points(snap.arrays["means"][idx], snap.arrays["opacities"][idx])
+            tiou = box_iou(fit_box(pts), gbox)
+        thr.append({"class": cls, "found": len(idx) > 0, "iou": tiou, "gacc": float((tsel == member)[glab != -1].mean())})
+    present = {o["class"] for o in real}
+    absent = [a for a in ABSENT if a not in present]
+    abst_full = [not p.query(f"grab the {a}").found for a in absent]
+    abst_thr = [len(np.nonzero(lang @ p.embedder.embed_text([a])[0] >= threshold)[0]) == 0 for a in absent]
+    return {"seed": seed, "eval": ev, "full": full, "threshold": thr, "abst_full": abst_full, "abst_thr": abst_thr}
+
+
+def _summ(rows: list, key: str, abst_key: str, scenes: list) -> dict:
+    qs = [q for s in scenes for q in s[key]]
+    ab = [a for s in scenes for a in s[abst_key]]
+    return {"query_success": float(np.mean([q["found"] and q["iou"] >= 0.5 for q in qs])) if qs else 0.0,
+            "mean_box_iou": float(np.mean([q["iou"] for q in qs])) if qs else 0.0,
+            "gaussian_accuracy": float(np.mean([q["gacc"] for q in qs])) if qs else 0.0,
+            "abstention": float(np.mean(ab)) if ab else 0.0, "n_scenes": len(scenes), "n_queries": len(qs) + len(ab)}
+
+
+def run_bench(a) -> int:
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if a.kind == "quality":
+        seeds = [int(s) for s in a.seeds.split(",") if s]
+        t0 = time.monotonic()
+        scenes = [quality_one(s, a.frames, out, threshold=0.5) for s in seeds]
+        res = {"perception": "oracle perception (GT masks + SAM-like noise) + MiniLM text proxy",
+               "noise_preset": Config().perception.oracle_preset, "seeds": seeds, "frames": a.frames,
+               "full": _summ(scenes, "full", "abst_full", scenes),
+               "threshold": _summ(scenes, "threshold", "abst_thr", scenes),
+               "map_metrics": {k: float(np.mean([s["eval"][k] for s in scenes]))
+                               for k in ("gaussian_accuracy", "object_gaussian_accuracy", "mean_box_iou", "missed",
+                                         "split", "merged", "phantom", "largest_phantom_frac")},
+               "wall_s": round(time.monotonic() - t0, 1)}
+        (out / "quality.json").write_text(json.dumps(res, indent=1))
+        print(f"quality (ORACLE PERCEPTION, preset {res['noise_preset']}, seeds {seeds})")
+        print(f"{'method':10} {'success':>8} {'box IoU':>8} {'G-acc':>7} {'abstain':>8}")
+        for m in ("full", "threshold"):
+            r = res[m]
+            print(f"{m:10} {r['query_success']:8.3f} {r['mean_box_iou']:8.3f} {r['gaussian_accuracy']:7.3f} {r['abstention']:8.3f}")
+        print("map metrics:", json.dumps(res["map_metrics"]))
+        return 0
+    # speed
+    from .cli import offline_pipeline
+    d = _scene(int(a.seeds.split(",")[0]), a.frames, out)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.monotonic()
+    p = offline_pipeline(d, Config(), progress=False)
+    wall = time.monotonic() - t0
+    lat = []
+    for i in range(200):
+        t = time.perf_counter()
+        p.query(["grab the mug", "pick up the bowl", "where is the laptop?"][i % 3])
+        lat.append(1e3 * (time.perf_counter() - t))
+    import resource
+    peak = (torch.cuda.max_memory_allocated() / 2 ** 30 if torch.cuda.is_available()
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20)
+    res = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.processor() or 'x86_64'})",
+           "frames_per_s": a.frames / wall, "lift_ms_per_keyframe": float(np.mean(p.timings["lift_ms"])),
+           "map_ms_per_keyframe": float(np.mean(p.timings["map_ms"])),
+           "query_ms_p50": float(np.percentile(lat, 50)), "query_ms_p99": float(np.percentile(lat, 99)),
+           "peak_mem_gb": peak, "gaussians": len(p.mapper.map),
+           "resolution": [p.cfg.mapper.width, p.cfg.mapper.height], "note": "in-process query latency (no DDS)"}
+    (out / "speed.json").write_text(json.dumps(res, indent=1))
+    print(json.dumps(res, indent=1))
+    return 0

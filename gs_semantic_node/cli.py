@@ -1,0 +1,109 @@
+"""gs-semantic: one entry point (sim, demo, map, query, bench)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cmd_sim(a):
+    from .sim.generate import SimConfig, generate
+    cfg = SimConfig(seed=a.seed, frames=a.frames, width=a.width, height=a.height, trajectory=a.trajectory,
+                    pose_noise_m=a.pose_noise_m, pose_noise_deg=a.pose_noise_deg, depth_noise=a.depth_noise)
+    out = generate(cfg, a.out)
+    print(f"wrote {out}/bag (MCAP) + gt.json + gt.npz")
+
+
+def offline_pipeline(bag_dir: str | Path, cfg=None, progress: bool = True, keep_language: bool = False):
+    """Map a simulator bag without ROS (benchmarks, `gs-semantic map`)."""
+    from tqdm import tqdm
+
+    from .config import Config
+    from .io.bags import read_frames
+    from .pipeline import SemanticMappingPipeline
+    cfg = cfg or Config()
+    if not cfg.perception.gt_path and (Path(bag_dir) / "gt.json").exists():
+        cfg.perception.gt_path = str(Path(bag_dir) / "gt.json")
+    p = SemanticMappingPipeline(cfg)
+    p.keep_gaussian_language = keep_language
+    for f in tqdm(list(read_frames(Path(bag_dir) / "bag")), desc="mapping", disable=not progress):
+        p.process(f)
+    p.finish()
+    return p
+
+
+def cmd_map(a):
+    from .config import Config
+    cfg = Config.from_yaml(a.params)
+    p = offline_pipeline(a.sim_dir, cfg)
+    path = p.save(a.out)
+    for o in p.objects():
+        print(f"#{o.id:3d} {o.label:15s} conf {o.confidence:.2f} gaussians {o.num_gaussians:6d} "
+              f"box {o.obb.size.round(3).tolist()}")
+    print(f"saved {path}")
+
+
+def cmd_demo(a):
+    from .ros.demo import run_demo
+    res = run_demo(Path(a.out), seed=a.seed, frames=a.frames, params=a.params, rate=a.rate,
+                   sam_checkpoint=a.sam_checkpoint, clip_checkpoint=a.clip_checkpoint)
+    print(json.dumps({k: v for k, v in res.items() if k != "answers"}, indent=1))
+    return 0 if res.get("ok") else 1
+
+
+def cmd_bench(a):
+    from .bench import run_bench
+    return run_bench(a)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="gs-semantic", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("sim", help="render a seeded tabletop sequence to an MCAP bag + GT")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    s.add_argument("--frames", type=int, default=60)
+    s.add_argument("--width", type=int, default=640)
+    s.add_argument("--height", type=int, default=480)
+    s.add_argument("--trajectory", default="orbit", choices=["orbit", "approach", "wrist"])
+    s.add_argument("--pose-noise-m", type=float, default=0.0)
+    s.add_argument("--pose-noise-deg", type=float, default=0.0)
+    s.add_argument("--depth-noise", action="store_true")
+    s.set_defaults(fn=cmd_sim)
+    m = sub.add_parser("map", help="map a simulator bag offline (no ROS) and save the map")
+    m.add_argument("sim_dir")
+    m.add_argument("--out", default="out/map")
+    m.add_argument("--params", default=str(ROOT / "config" / "tabletop_demo.yaml"))
+    m.set_defaults(fn=cmd_map)
+    d = sub.add_parser("demo", help="whole path through the real ROS 2 node on a simulator bag")
+    d.add_argument("--out", default="out/demo")
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--frames", type=int, default=30)
+    d.add_argument("--rate", type=float, default=1.0)
+    d.add_argument("--params", default=str(ROOT / "config" / "tabletop_demo.yaml"))
+    d.add_argument("--sam-checkpoint", default="", help="use real SAM (vit_h) instead of oracle masks")
+    d.add_argument("--clip-checkpoint", default="", help="use real CLIP (ViT-B-16) instead of the text proxy")
+    d.set_defaults(fn=cmd_demo)
+    b = sub.add_parser("bench", help="quality / speed benchmarks (JSON + table)")
+    b.add_argument("kind", choices=["quality", "speed"])
+    b.add_argument("--seeds", default="101,102,103")
+    b.add_argument("--tune-seeds", default="1,2")
+    b.add_argument("--out", default="out/bench")
+    b.add_argument("--frames", type=int, default=30)
+    b.add_argument("--gaussians", type=int, default=0, help="speed: synthetic map size for the query benchmark")
+    b.set_defaults(fn=cmd_bench)
+    a = ap.parse_args(argv)
+    return a.fn(a) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""One config dataclass per stage. Field names are the ROS parameter names (`<stage>.<field>`),
+and the same YAML file (ROS params format) loads into both the node and the core."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+DEFAULT_VOCABULARY = [
+    "mug", "cup", "bowl", "plate", "bottle", "wine bottle", "ketchup bottle", "juice carton", "milk carton",
+    "can", "box", "butter", "book", "frying pan", "pot", "banana", "apple", "orange", "teddy bear", "toy duck",
+    "tray", "keyboard", "laptop", "phone", "remote control", "scissors", "spoon", "fork", "knife", "vase",
+    "plant", "towel", "sponge", "table", "floor", "wall",
+]
+STUFF_CLASSES = ["table", "floor", "wall"]
+
+
+@dataclass
+class MapperConfig:
+    backend: str = "auto"              # auto | gsplat | torch
+    device: str = "auto"               # auto | cpu | cuda
+    width: int = 160                   # working resolution (frames are resampled to it); 0 = input size
+    height: int = 120
+    max_gaussians: int = 300_000
+    feature_dim: int = 16              # one of gsplat's compiled channel counts
+    keyframe_translation: float = 0.05   # m
+    keyframe_rotation_deg: float = 5.0
+    min_depth: float = 0.1
+    max_depth: float = 6.0
+    seed_stride: int = 2               # seed one Gaussian per stride x stride pixels
+    seed_alpha: float = 0.5            # seed where the map's silhouette is below this
+    seed_depth_error: float = 0.05     # ... or where observed depth is closer by this fraction
+    iters_per_keyframe: int = 8
+    window_recent: int = 2
+    window_random: int = 2
+    lambda_depth: float = 0.5
+    prune_opacity: float = 0.02
+    prune_every: int = 5               # keyframes
+    max_scale: float = 0.1             # m; larger Gaussians are pruned
+
+
+@dataclass
+class PerceptionConfig:
+    masks: str = "oracle"              # oracle | sam
+    embedder: str = "text_proxy"       # text_proxy | clip
+    device: str = "auto"
+    oracle_preset: str = "realistic"   # clean | realistic | harsh
+    oracle_seed: int = 0
+    gt_path: str = ""                  # simulator gt.json (oracle + text proxy need its descriptions)
+    text_proxy_confusion: float = 0.05
+    sam_model_type: str = "vit_b"      # vit_b | vit_l | vit_h | vit_t (mobile_sam)
+    sam_checkpoint: str = ""
+    sam_points_per_side: int = 16
+    sam_pred_iou_thresh: float = 0.8
+    sam_stability_thresh: float = 0.9
+    sam_nms_iou: float = 0.7
+    sam_map_guided: bool = True
+    clip_model: str = "ViT-B-16"
+    clip_pretrained: str = ""          # local checkpoint path or open_clip tag
+    clip_scales: list = field(default_factory=lambda: [1.0, 1.5])
+    min_mask_pixels: int = 20
+
+
+@dataclass
+class SemanticsConfig:
+    assoc_overlap: float = 0.3         # min share of a mask's weight on an object to join it
+    assoc_min_similarity: float = 0.2  # ... unless its embedding clearly disagrees (cosine below)
+    ambiguous_share: float = 0.15      # a mask holding most of >= 2 objects (each this share of it) votes for none
+    top_k_views: int = 5
+    vocabulary: list = field(default_factory=lambda: list(DEFAULT_VOCABULARY))
+    stuff_classes: list = field(default_factory=lambda: list(STUFF_CLASSES))
+    label_temperature: float = 0.03
+    background_prior: float = 0.02    # vote share a Gaussian needs before it leaves "background"
+    smooth_k: int = 8
+    smooth_iters: int = 2
+    min_object_gaussians: int = 15
+    split_eps: float = 0.04            # m: objects whose Gaussians fall apart at this gap are split
+    merge_similarity: float = 0.75     # objects sharing a boundary and this similar are merged
+    box_min_opacity: float = 0.1
+    box_outlier_std: float = 2.0
+    refresh_every: int = 3             # keyframes between split/merge/smoothing passes
+    max_objects: int = 128
+
+
+@dataclass
+class QueryConfig:
+    max_results: int = 5
+    min_similarity: float = 0.45       # calibrated on tuning seeds (bench calibrate)
+    min_relevancy: float = 0.5
+    temperature: float = 0.05
+    negatives: list = field(default_factory=lambda: ["object", "things", "stuff", "texture"])
+    max_instruction_chars: int = 500
+    max_response_gaussians: int = 20000
+    include_background: bool = False
+
+
+@dataclass
+class NodeConfig:
+    rgb_topic: str = "/camera/color/image_raw"
+    depth_topic: str = "/camera/depth/image_raw"
+    camera_info_topic: str = "/camera/color/camera_info"
+    pose_topic: str = "/camera/pose"
+    gt_instances_topic: str = "/sim/instance_mask"
+    map_frame: str = "map"
+    use_tf: bool = True                # use tf2 for the camera pose when it imports
+    sync_slop: float = 0.02            # s
+    queue_size: int = 8                # frames waiting for the mapper (oldest dropped)
+    reliable_input: bool = False       # RELIABLE sensor subscriptions (bag replay); default best effort
+    publish_period: float = 1.0        # s between object / marker / cloud publications
+    diagnostics_period: float = 1.0
+    map_path: str = "gs_semantic_map"
+    autosave_period: float = 0.0       # s; 0 = off
+    depth_unit: str = "auto"           # auto | mm | m (for 32FC1 depth that is really millimetres)
+    max_speed: float = 3.0             # m/s: faster camera motion between frames is a pose jump
+    clear_on_time_jump: bool = False   # bag restart: clear the map (true) or keep it (false)
+    max_image_pixels: int = 4_000_000  # larger images are refused
+    max_stamp_age: float = 5.0         # s behind the newest accepted frame = stale
+
+
+@dataclass
+class Config:
+    mapper: MapperConfig = field(default_factory=MapperConfig)
+    perception: PerceptionConfig = field(default_factory=PerceptionConfig)
+    semantics: SemanticsConfig = field(default_factory=SemanticsConfig)
+    query: QueryConfig = field(default_factory=QueryConfig)
+    node: NodeConfig = field(default_factory=NodeConfig)
+
+    STAGES = ("mapper", "perception", "semantics", "query", "node")
+
+    def flat(self) -> dict:
+        """{'mapper.width': 160, ...}: the ROS parameter names and defaults."""
+        return {f"{s}.{f.name}": getattr(getattr(self, s), f.name)
+                for s in self.STAGES for f in dataclasses.fields(getattr(self, s))}
+
+    def set(self, name: str, value) -> None:
+        stage, key = name.split(".", 1)
+        obj = getattr(self, stage)
+        current = getattr(obj, key)
+        if isinstance(current, bool):
+            value = bool(value)
+        elif isinstance(current, int) and not isinstance(value, bool):
+            value = int(value)
+        elif isinstance(current, float):
+            value = float(value)
+        elif isinstance(current, list):
+            value = list(value)
+        setattr(obj, key, value)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None) -> "Config":
+        cfg = cls()
+        if not path:
+            return cfg
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        # ROS params layout: {node_name_or_/**: {ros__parameters: {...}}}; plain layout also accepted.
+        for v in list(data.values()):
+            if isinstance(v, dict) and "ros__parameters" in v:
+                data = v["ros__parameters"]
+                break
+        for stage in cls.STAGES:
+            for key, value in (data.get(stage) or {}).items():
+                if not hasattr(getattr(cfg, stage), key):
+                    raise ValueError(f"unknown parameter {stage}.{key} in {path}")
+                cfg.set(f"{stage}.{key}", value)
+        return cfg

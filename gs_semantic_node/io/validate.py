@@ -1,0 +1,157 @@
+"""Input validation at the ROS boundary (no rclpy here: it reads message fields, so tests and
+bags use it the same way). Every rejected input raises InputFault(reason); the node counts
+reasons, logs one line per kind (rate-limited) and skips the input."""
+from __future__ import annotations
+
+import collections
+import math
+import time
+
+import numpy as np
+
+from ..config import NodeConfig
+from ..types import Camera, Frame
+from .imageconv import ImageError, decode_image, depth_to_metres
+
+COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1")
+DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
+
+
+class InputFault(ValueError):
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+def stamp_seconds(header) -> float:
+    return float(header.stamp.sec) + float(header.stamp.nanosec) * 1e-9
+
+
+def pose_matrix(position, orientation) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+    q = np.array([orientation.x, orientation.y, orientation.z, orientation.w], dtype=np.float64)
+    p = np.array([position.x, position.y, position.z], dtype=np.float64)
+    if not (np.all(np.isfinite(q)) and np.all(np.isfinite(p))):
+        raise InputFault("pose_nonfinite", "pose has NaN/inf")
+    n = float(np.linalg.norm(q))
+    if abs(n - 1.0) > 0.01:
+        raise InputFault("pose_quaternion", f"quaternion norm {n:.4f} is not 1")
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_quat(q / n).as_matrix()
+    T[:3, 3] = p
+    return T
+
+
+def camera_from_info(info) -> Camera:
+    try:
+        k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+        cam = Camera(float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]), int(info.width), int(info.height))
+    except (ValueError, TypeError) as e:
+        raise InputFault("camera_info_invalid", str(e)) from e
+    if not cam.is_valid():
+        raise InputFault("camera_info_invalid", f"K/size not usable: fx={cam.fx} fy={cam.fy} {cam.width}x{cam.height}")
+    return cam
+
+
+class InputValidator:
+    def __init__(self, cfg: NodeConfig):
+        self.cfg = cfg
+        self.counts: collections.Counter = collections.Counter()
+        self.accepted = 0
+        self.last_stamp: float | None = None
+        self.last_pose: np.ndarray | None = None
+        self.camera: Camera | None = None
+        self._last_log: dict[str, float] = {}
+
+    def should_log(self, reason: str, period: float = 10.0) -> bool:
+        """First occurrence of each kind, then at most once per period."""
+        now = time.monotonic()
+        last = self._last_log.get(reason)
+        if last is None or now - last >= period:
+            self._last_log[reason] = now
+            return True
+        return False
+
+    def image(self, msg, allowed: tuple) -> np.ndarray:
+        enc = getattr(msg, "encoding", None)
+        if enc not in allowed:
+            raise InputFault("encoding", f"encoding {enc!r} not in {allowed}")
+        h, w = int(msg.height), int(msg.width)
+        if h * w > self.cfg.max_image_pixels:
+            raise InputFault("image_too_large", f"{w}x{h} exceeds node.max_image_pixels={self.cfg.max_image_pixels}")
+        try:
+            return decode_image(enc, h, w, msg.step, msg.is_bigendian, msg.data)
+        except ImageError as e:
+            raise InputFault(e.reason if e.reason != "encoding" else "encoding", str(e)) from e
+
+    def frame(self, rgb_msg, depth_msg, info_msg, pose_msg, gt_msg=None, index: int = -1) -> Frame:
+        """Validate one synchronised set; raises InputFault, updates nothing on failure."""
+        if info_msg is None:
+            raise InputFault("camera_info_missing", "no CameraInfo received yet")
+        cam = camera_from_info(info_msg)
+        rgb = self.image(rgb_msg, COLOR_ENCODINGS)
+        if rgb.ndim == 2:
+            rgb = np.repeat(rgb[..., None], 3, axis=2)
+        draw = self.image(depth_msg, DEPTH_ENCODINGS)
+        if rgb.shape[:2] != draw.shape[:2]:
+            raise InputFault("size_mismatch", f"rgb {rgb.shape[:2]} vs depth {draw.shape[:2]}")
+        if (cam.height, cam.width) != rgb.shape[:2]:
+            raise InputFault("camera_info_mismatch", f"camera_info {cam.width}x{cam.height} vs image "
+                                                      f"{rgb.shape[1]}x{rgb.shape[0]}")
+        depth = depth_to_metres(draw, depth_msg.encoding, self.cfg.depth_unit)
+        if float((depth > 0).mean()) < 0.01:
+            raise InputFault("depth_invalid", "depth is NaN/inf/zero almost everywhere")
+        T = pose_matrix(pose_msg.pose.position, pose_msg.pose.orientation)
+        stamp = stamp_seconds(rgb_msg.header)
+        if not math.isfinite(stamp):
+            raise InputFault("stamp_invalid", "non-finite stamp")
+        if self.last_stamp is not None:
+            if stamp < self.last_stamp - self.cfg.max_stamp_age:
+                raise InputFault("stamp_backwards", f"stamp {stamp:.3f} jumped back from {self.last_stamp:.3f}")
+            if stamp <= self.last_stamp:
+                raise InputFault("stamp_out_of_order", f"stamp {stamp:.3f} <= last {self.last_stamp:.3f}")
+        if self.last_pose is not None:
+            dist = float(np.linalg.norm(T[:3, 3] - self.last_pose[:3, 3]))
+            dt = max(stamp - self.last_stamp, 0.1)
+            if dist > self.cfg.max_speed * dt:
+                raise InputFault("pose_jump", f"camera moved {dist:.2f} m in {dt:.2f} s "
+                                              f"(> node.max_speed={self.cfg.max_speed} m/s)")
+        gt = None
+        if gt_msg is not None:
+            g = self.image(gt_msg, DEPTH_ENCODINGS)
+            gt = g.astype(np.int32) if g.shape == draw.shape else None
+        if self.camera is not None and self.camera != cam:
+            self.counts["camera_info_changed"] += 1     # accepted: intrinsics may change (zoom, re-calibration)
+        self.camera = cam
+        self.last_stamp, self.last_pose = stamp, T
+        self.accepted += 1
+        return Frame(rgb, depth, cam, T, stamp, index, gt)
+
+    def reset_time(self):
+        """After a detected bag restart: accept the new time line."""
+        self.last_stamp = None
+        self.last_pose = None
+
+
+class ApproxSync:
+    """Approximate time sync of a few topics: pairs messages whose stamps lie within `slop`.
+    The newest message of each topic is kept in a short buffer; completed sets are returned once."""
+
+    def __init__(self, keys: list[str], slop: float, buffer: int = 10):
+        self.keys, self.slop = list(keys), slop
+        self.buf = {k: collections.deque(maxlen=buffer) for k in keys}
+
+    def add(self, key: str, stamp: float, msg):
+        self.buf[key].append((stamp, msg))
+        return self._match(key, stamp)
+
+    def _match(self, key: str, stamp: float):
+        out = {key: None}
+        for k in self.keys:
+            best = min(self.buf[k], key=lambda e: abs(e[0] - stamp), default=None)
+            if best is None or abs(best[0] - stamp) > self.slop:
+                return None
+            out[k] = best
+        for k, (_, m) in out.items():      # consume the matched messages (by identity)
+            self.buf[k] = collections.deque((e for e in self.buf[k] if e[1] is not m), maxlen=self.buf[k].maxlen)
+        return {k: m for k, (_, m) in out.items()}

@@ -1,0 +1,212 @@
+"""Incremental RGB-D Gaussian mapping with poses from the robot (odometry / SLAM).
+
+Per keyframe: seed Gaussians where the map is unobserved (low silhouette) or wrong (observed
+surface in front of the rendered one), optimise a bounded window of recent + random past
+keyframes on RGB + depth L1, then prune / split and enforce the Gaussian cap.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import MapperConfig
+from ..types import Camera, Frame
+from .gaussians import GaussianMap
+from .rasterizer import RenderOutput, make_rasterizer
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def raster_K(camera: Camera) -> np.ndarray:
+    """ROS intrinsics (integer pixel centres) -> rasterizer intrinsics (pixel u spans [u, u+1))."""
+    K = camera.K.copy()
+    K[0, 2] += 0.5
+    K[1, 2] += 0.5
+    return K
+
+
+def backproject(depth: torch.Tensor, camera: Camera, T_world_cam: torch.Tensor) -> torch.Tensor:
+    """(H,W) metric depth -> (H,W,3) points in the map frame (ROS pixel-centre convention)."""
+    H, W = depth.shape
+    v, u = torch.meshgrid(torch.arange(H, device=depth.device, dtype=depth.dtype),
+                          torch.arange(W, device=depth.device, dtype=depth.dtype), indexing="ij")
+    pc = torch.stack([(u - camera.cx) / camera.fx * depth, (v - camera.cy) / camera.fy * depth, depth], -1)
+    return pc @ T_world_cam[:3, :3].T + T_world_cam[:3, 3]
+
+
+@dataclass
+class Keyframe:
+    index: int
+    stamp: float
+    camera: Camera                 # at working resolution
+    rgb: torch.Tensor              # (H,W,3) float [0,1]
+    depth: torch.Tensor            # (H,W) m, 0 invalid
+    T_world_cam: torch.Tensor      # (4,4)
+    viewmat: torch.Tensor          # (4,4)
+    K: torch.Tensor                # (3,3) rasterizer convention
+    gt_instances: np.ndarray | None = None
+
+
+class Mapper:
+    def __init__(self, cfg: MapperConfig, seed: int = 0):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        backend = cfg.backend
+        if backend == "auto" and self.device.type == "cpu":
+            backend = "torch"
+        self.raster = make_rasterizer(backend)
+        self.map = GaussianMap(cfg.feature_dim, self.device)
+        self.keyframes: list[Keyframe] = []
+        self.rng = random.Random(seed)
+        torch.manual_seed(seed)
+        self.last_keyframe_pose: np.ndarray | None = None
+        self.frames_seen = 0
+
+    # ---------------------------------------------------------------- frames
+    def prepare(self, frame: Frame) -> Keyframe:
+        """Resample a frame to the working resolution and move it to the mapping device."""
+        W = self.cfg.width or frame.camera.width
+        H = self.cfg.height or frame.camera.height
+        rgb = torch.from_numpy(np.ascontiguousarray(frame.rgb)).to(self.device).float().div(255.0)
+        depth = torch.from_numpy(np.ascontiguousarray(frame.depth, dtype=np.float32)).to(self.device)
+        depth = torch.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0)
+        depth = torch.where((depth >= self.cfg.min_depth) & (depth <= self.cfg.max_depth), depth, torch.zeros_like(depth))
+        gt = frame.gt_instances
+        if (W, H) != (frame.camera.width, frame.camera.height):
+            rgb = F.interpolate(rgb.permute(2, 0, 1)[None], size=(H, W), mode="area")[0].permute(1, 2, 0)
+            depth = F.interpolate(depth[None, None], size=(H, W), mode="nearest-exact")[0, 0]
+            if gt is not None:
+                gt = F.interpolate(torch.from_numpy(gt.astype(np.float32))[None, None], size=(H, W),
+                                   mode="nearest-exact")[0, 0].numpy().astype(np.int32)
+        cam = frame.camera.scaled(W, H)
+        T = torch.as_tensor(frame.T_world_cam, dtype=torch.float32, device=self.device)
+        return Keyframe(frame.index, frame.stamp, cam, rgb.contiguous(), depth.contiguous(), T, torch.linalg.inv(T),
+                        torch.as_tensor(raster_K(cam), dtype=torch.float32, device=self.device), gt)
+
+    def is_keyframe(self, T_world_cam: np.ndarray) -> bool:
+        if self.last_keyframe_pose is None:
+            return True
+        rel = np.linalg.inv(self.last_keyframe_pose) @ T_world_cam
+        trans = float(np.linalg.norm(rel[:3, 3]))
+        angle = math.degrees(math.acos(float(np.clip((np.trace(rel[:3, :3]) - 1) / 2, -1, 1))))
+        return trans >= self.cfg.keyframe_translation or angle >= self.cfg.keyframe_rotation_deg
+
+    # ---------------------------------------------------------------- rendering
+    def render(self, kf: Keyframe, colors: torch.Tensor | None = None, detach_geometry: bool = False) -> RenderOutput:
+        a = self.map.activated()
+        if detach_geometry:
+            a = {k: v.detach() for k, v in a.items()}
+        cols = a["rgb"] if colors is None else colors
+        return self.raster.render(a["means"], a["quats"], a["scales"], a["opacities"], cols,
+                                  kf.viewmat, kf.K, kf.camera.width, kf.camera.height)
+
+    # ---------------------------------------------------------------- integration
+    def integrate(self, frame: Frame) -> Keyframe | None:
+        """Add a frame; returns the keyframe when it became one, else None."""
+        self.frames_seen += 1
+        if not self.is_keyframe(frame.T_world_cam):
+            return None
+        kf = self.prepare(frame)
+        with self.map.lock:
+            self.seed(kf)
+            self.keyframes.append(kf)
+            self.last_keyframe_pose = np.asarray(frame.T_world_cam, dtype=np.float64).copy()
+            self.optimise(self.cfg.iters_per_keyframe)
+            if len(self.keyframes) % max(1, self.cfg.prune_every) == 0:
+                self.prune()
+            self.enforce_cap()
+        return kf
+
+    @torch.no_grad()
+    def seed(self, kf: Keyframe) -> int:
+        cfg = self.cfg
+        valid = kf.depth > 0
+        if len(self.map) > 0:
+            out = self.render(kf, detach_geometry=True)
+            wrong = kf.depth < out.depth * (1 - cfg.seed_depth_error)
+            need = valid & ((out.alpha < cfg.seed_alpha) | wrong)
+        else:
+            need = valid
+        s = max(1, cfg.seed_stride)
+        grid = torch.zeros_like(need)
+        grid[s // 2::s, s // 2::s] = True
+        need &= grid
+        pts = backproject(kf.depth, kf.camera, kf.T_world_cam)[need]
+        if pts.shape[0] == 0:
+            return 0
+        d = kf.depth[need]
+        scales = (d * s / (0.5 * (kf.camera.fx + kf.camera.fy)) * 0.6).clamp(min=1e-4)[:, None].repeat(1, 3)
+        self.map.append(pts, kf.rgb[need], scales, opacity=0.9)
+        return int(pts.shape[0])
+
+    def window(self) -> list[Keyframe]:
+        recent = self.keyframes[-(self.cfg.window_recent + 1):]
+        past = self.keyframes[:-(self.cfg.window_recent + 1)]
+        extra = self.rng.sample(past, min(len(past), self.cfg.window_random)) if past else []
+        return recent + extra
+
+    def loss(self, kf: Keyframe) -> torch.Tensor:
+        out = self.render(kf)
+        l_rgb = (out.colors - kf.rgb).abs().mean()
+        valid = kf.depth > 0
+        l_depth = (out.depth - kf.depth).abs()[valid].mean() if bool(valid.any()) else out.depth.sum() * 0
+        return l_rgb + self.cfg.lambda_depth * l_depth
+
+    def optimise(self, iters: int) -> float:
+        if len(self.map) == 0 or not self.keyframes:
+            return 0.0
+        win = self.window()
+        last = 0.0
+        for it in range(iters):
+            kf = win[-1] if it % 2 == 0 else self.rng.choice(win)   # newest keyframe every other step
+            loss = self.loss(kf)
+            for opt in self.map.optimizers.values():
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for opt in self.map.optimizers.values():
+                opt.step()
+            last = float(loss.detach())
+        return last
+
+    @torch.no_grad()
+    def prune(self) -> int:
+        a = self.map.activated()
+        bad = (a["opacities"] < self.cfg.prune_opacity) | (a["scales"].max(-1).values > self.cfg.max_scale)
+        bad |= ~torch.isfinite(a["means"]).all(-1)
+        n = int(bad.sum())
+        self.map.remove(bad)
+        return n
+
+    @torch.no_grad()
+    def enforce_cap(self) -> int:
+        n = len(self.map) - self.cfg.max_gaussians
+        if n <= 0:
+            return 0
+        op = torch.sigmoid(self.map.params["opacities"])
+        drop = torch.zeros(len(self.map), dtype=torch.bool, device=self.device)
+        drop[torch.argsort(op)[:n]] = True
+        self.map.remove(drop)
+        return n
+
+    # ---------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def evaluate(self, frame: Frame) -> dict:
+        """PSNR and depth L1 of the map rendered at a (held-out) frame."""
+        kf = self.prepare(frame)
+        out = self.render(kf, detach_geometry=True)
+        mse = float(((out.colors.clamp(0, 1) - kf.rgb) ** 2).mean())
+        valid = (kf.depth > 0) & (out.alpha > 0.5)
+        dl1 = float((out.depth - kf.depth).abs()[valid].mean()) if bool(valid.any()) else float("nan")
+        return {"psnr": 10 * math.log10(1.0 / max(mse, 1e-10)), "depth_l1": dl1,
+                "coverage": float(((out.alpha > 0.5) & (kf.depth > 0)).sum() / max(1, int((kf.depth > 0).sum())))}

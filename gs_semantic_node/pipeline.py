@@ -1,0 +1,169 @@
+"""The core, end to end: frame -> map -> masks/embeddings -> lifting -> objects -> answers.
+
+No ROS here. The node (and the benchmark, and a notebook) drive `process()` from one worker and
+call `query()` / `objects()` from anywhere: readers only ever see a snapshot that is swapped in
+whole after each refresh, so a query never waits for mapping.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .config import Config
+from .mapping.mapper import Keyframe, Mapper
+from .perception.factory import make_embedder, make_mask_generator
+from .query.engine import QueryEngine, QueryResult
+from .semantics.lifting import mask_weights
+from .semantics.registry import ObjectRegistry
+from .types import Camera, Frame, SemanticObject
+
+
+@dataclass
+class Snapshot:
+    objects: list = field(default_factory=list)
+    arrays: dict = field(default_factory=dict)       # host copy of the map (means, rgb, object_id, ...)
+    stamp: float = 0.0
+    keyframes: int = 0
+    latest_keyframe: tuple | None = None             # (camera, T_world_cam)
+
+
+class SemanticMappingPipeline:
+    def __init__(self, cfg: Config, mask_generator=None, embedder=None, seed: int = 0):
+        self.cfg = cfg
+        self.mapper = Mapper(cfg.mapper, seed=seed)
+        self.masks = mask_generator or make_mask_generator(cfg.perception)
+        self.embedder = embedder or make_embedder(cfg.perception)
+        self.registry = ObjectRegistry(cfg.semantics, self.embedder.embed_text)
+        self.engine = QueryEngine(cfg.query, self.embedder.embed_text)
+        self._snapshot = Snapshot()
+        self._work_lock = threading.Lock()
+        self.timings = {"map_ms": [], "perception_ms": [], "lift_ms": [], "refresh_ms": []}
+        self.keep_gaussian_language = False        # threshold baseline (benchmark only)
+
+    # ------------------------------------------------------------ writer side
+    def process(self, frame: Frame) -> bool:
+        """Integrate one frame; True when it became a keyframe."""
+        with self._work_lock:
+            t0 = time.perf_counter()
+            kf = self.mapper.integrate(frame)
+            if kf is None:
+                return False
+            t1 = time.perf_counter()
+            prompts = self.project_boxes(kf, frame.camera) if self.cfg.perception.sam_map_guided else None
+            masks = self.masks.generate(frame, prompts)
+            emb = self.embedder.embed_masks(frame, masks) if masks else np.zeros((0, 1), np.float32)
+            t2 = time.perf_counter()
+            if masks:
+                self.lift(kf, masks, emb)
+            t3 = time.perf_counter()
+            self.timings["map_ms"].append(1e3 * (t1 - t0))
+            self.timings["perception_ms"].append(1e3 * (t2 - t1))
+            self.timings["lift_ms"].append(1e3 * (t3 - t2))
+            if self.registry.keyframes % max(1, self.cfg.semantics.refresh_every) == 0:
+                self.refresh(kf)
+            else:
+                self._snapshot.latest_keyframe = (kf.camera, kf.T_world_cam.cpu().numpy())
+            return True
+
+    def lift(self, kf: Keyframe, masks, emb: np.ndarray):
+        with self.mapper.map.lock:
+            W = mask_weights(self.mapper, kf, [m.mask for m in masks])
+            self.registry.update(self.mapper.map, W, emb, kf.stamp, [m.area for m in masks])
+            if self.keep_gaussian_language:
+                self._accumulate_language(W, emb)
+
+    def _accumulate_language(self, W: torch.Tensor, emb: np.ndarray):
+        """Per-Gaussian language sums, kept in the map's state so densify/prune carry them."""
+        st = self.mapper.map.state
+        E = torch.as_tensor(emb, dtype=torch.float32, device=W.device)
+        if "language" not in st:
+            st["language"] = torch.zeros(W.shape[0], E.shape[1], device=W.device)
+        st["language"] += W[:, 1:] @ E
+
+    def refresh(self, kf: Keyframe | None = None):
+        t = time.perf_counter()
+        self.registry.refresh(self.mapper.map)
+        arrays = self.mapper.map.snapshot()
+        latest = (kf.camera, kf.T_world_cam.cpu().numpy()) if kf is not None else self._snapshot.latest_keyframe
+        self._snapshot = Snapshot(list(self.registry.objects), arrays, kf.stamp if kf else self._snapshot.stamp,
+                                  len(self.mapper.keyframes), latest)
+        self.timings["refresh_ms"].append(1e3 * (time.perf_counter() - t))
+
+    def finish(self):
+        with self._work_lock:
+            if len(self.mapper.map):
+                self.refresh(self.mapper.keyframes[-1] if self.mapper.keyframes else None)
+
+    def project_boxes(self, kf: Keyframe, camera: Camera) -> np.ndarray | None:
+        """Known objects' boxes projected into the new view (xyxy at the input resolution)."""
+        objs = [o for o in self._snapshot.objects if not o.is_background and o.obb is not None]
+        if not objs:
+            return None
+        V = kf.viewmat.cpu().numpy()
+        out = []
+        for o in objs:
+            c = o.obb.corners() @ V[:3, :3].T + V[:3, 3]
+            if (c[:, 2] <= 0.05).any():
+                continue
+            u = camera.fx * c[:, 0] / c[:, 2] + camera.cx
+            v = camera.fy * c[:, 1] / c[:, 2] + camera.cy
+            box = [max(0, u.min()), max(0, v.min()), min(camera.width - 1, u.max()), min(camera.height - 1, v.max())]
+            if box[2] > box[0] + 2 and box[3] > box[1] + 2:
+                out.append(box)
+        return np.array(out, dtype=np.float32) if out else None
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path) -> str:
+        from .io.mapfile import save_map
+        with self.mapper.map.lock:
+            arrays = self.mapper.map.snapshot()
+            arrays["votes"] = self.mapper.map.state["votes"].cpu().numpy()
+            records = {i: list(r.views) for i, r in self.registry.records.items()}
+        return str(save_map(path, arrays, records, {"keyframes": len(self.mapper.keyframes)}))
+
+    def load(self, path):
+        """Replace the map with a saved one; on any error the current map is left untouched."""
+        from .io.mapfile import load_map
+        from .semantics.registry import ObjectRecord
+        arrays, records, _ = load_map(path)
+        with self._work_lock, self.mapper.map.lock:
+            self.mapper.map.load_arrays(arrays)
+            self.registry.records = {i: ObjectRecord(i, v) for i, v in records.items()}
+            self.refresh(None)
+
+    # ------------------------------------------------------------ reader side
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def objects(self, include_background: bool = False) -> list[SemanticObject]:
+        return [o for o in self._snapshot.objects if include_background or not o.is_background]
+
+    def query(self, instruction, max_results: int = 0) -> QueryResult:
+        snap = self._snapshot
+        cam_pos = snap.latest_keyframe[1][:3, 3] if snap.latest_keyframe else None
+        return self.engine.query(instruction, snap.objects, max_results, cam_pos)
+
+    def render_object_ids(self, camera: Camera, T_world_cam: np.ndarray) -> np.ndarray:
+        """(H,W) object id per pixel (-1 = nothing) for a view, from the current snapshot."""
+        snap = self._snapshot
+        if not snap.arrays or len(snap.arrays["means"]) == 0:
+            return np.full((camera.height, camera.width), -1, np.int32)
+        from .mapping.mapper import raster_K
+        a = snap.arrays
+        ids = a["object_id"].astype(np.int64)
+        uniq, inv = np.unique(ids, return_inverse=True)
+        dev = self.mapper.device
+        onehot = torch.zeros(len(ids), len(uniq), device=dev)
+        onehot[torch.arange(len(ids)), torch.as_tensor(inv.reshape(-1), device=dev)] = 1
+        t = lambda k: torch.as_tensor(a[k], dtype=torch.float32, device=dev)  # noqa: E731
+        with torch.no_grad():
+            out = self.mapper.raster.render(t("means"), t("quats"), t("scales"), t("opacities"), onehot,
+                                            np.linalg.inv(T_world_cam), raster_K(camera), camera.width, camera.height)
+        lab = uniq[out.colors.argmax(-1).cpu().numpy()]
+        lab[out.alpha.cpu().numpy() < 0.3] = -1
+        return lab.astype(np.int32)

@@ -1,0 +1,123 @@
+"""Retrieval over objects, not Gaussians, with an honest "not present".
+
+Each object's embedding is scored against the target phrase. Evidence must clear two bars:
+absolute cosine similarity (calibrated on tuning seeds) and LangSplat-style relevancy against
+canonical negatives ("object", "things", "stuff", "texture"). Confidence is a softmax over the
+objects plus the negatives. A `threshold` mode reproduces per-Gaussian similarity selection for
+the benchmark's side-by-side comparison only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..config import QueryConfig
+from ..types import SemanticObject
+from .parser import ParsedQuery, parse
+
+
+class QueryError(ValueError):
+    """Queries that are not answerable as given (empty, too long, not text)."""
+
+
+@dataclass
+class QueryResult:
+    found: bool
+    parsed: ParsedQuery | None
+    objects: list[SemanticObject] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    message: str = ""
+
+
+class QueryEngine:
+    def __init__(self, cfg: QueryConfig, embed_text):
+        self.cfg = cfg
+        self.embed_text = embed_text
+
+    def validate(self, instruction) -> str:
+        if not isinstance(instruction, str):
+            raise QueryError(f"instruction must be text, got {type(instruction).__name__}")
+        s = instruction.strip()
+        if not s:
+            raise QueryError("empty instruction")
+        if len(s) > self.cfg.max_instruction_chars:
+            raise QueryError(f"instruction longer than {self.cfg.max_instruction_chars} characters")
+        if not any(c.isalpha() for c in s):
+            raise QueryError("instruction has no words")
+        return s
+
+    def relevancy(self, obj_emb: np.ndarray, target: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+        """min over negatives of softmax([s_target, s_negative]) (LangSplat), per object."""
+        t = self.cfg.temperature
+        st = obj_emb @ target / t
+        sn = obj_emb @ negatives.T / t
+        return np.min(1.0 / (1.0 + np.exp(sn - st[:, None])), axis=1)
+
+    def query(self, instruction, objects: list[SemanticObject], max_results: int = 0,
+              camera_position: np.ndarray | None = None) -> QueryResult:
+        try:
+            text = self.validate(instruction)
+        except QueryError as e:
+            return QueryResult(False, None, message=f"rejected: {e}")
+        p = parse(text)
+        if not p.target:
+            return QueryResult(False, p, message="could not find an object phrase in the instruction")
+        cands = [o for o in objects if o.embedding is not None and (self.cfg.include_background or not o.is_background)]
+        if not cands:
+            return QueryResult(False, p, message="the map is empty: no objects yet")
+        E = np.stack([o.embedding for o in cands])
+        vecs = self.embed_text([p.target] + list(self.cfg.negatives) + ([p.anchor] if p.anchor else []))
+        tvec, negs = vecs[0], vecs[1:1 + len(self.cfg.negatives)]
+        sim = E @ tvec
+        rel = self.relevancy(E, tvec, negs)
+        logits = np.concatenate([sim, negs @ tvec]) / self.cfg.temperature
+        prob = np.exp(logits - logits.max())
+        prob = (prob / prob.sum())[: len(cands)]
+        ok = (sim >= self.cfg.min_similarity) & (rel >= self.cfg.min_relevancy)
+        order = [i for i in np.argsort(-sim) if ok[i]]
+        if order:     # drop candidates the softmax gives a tenth of the best one's probability or less
+            order = [i for i in order if prob[i] >= 0.1 * prob[order[0]]]
+        if p.relation and order:
+            order = self.apply_relation(p, cands, order, E, vecs[-1] if p.anchor else None, camera_position)
+        n = max_results or self.cfg.max_results
+        if p.count > 1:
+            n = max(n, p.count)
+        order = order[: (len(order) if p.count == 0 else n)]
+        if not order:
+            best = int(np.argmax(sim))
+            return QueryResult(False, p, message=f"'{p.target}' is not in the map (best match '{cands[best].label}', "
+                                                 f"similarity {sim[best]:.2f} < {self.cfg.min_similarity:.2f} "
+                                                 f"or relevancy {rel[best]:.2f} < {self.cfg.min_relevancy:.2f})")
+        found = [cands[i] for i in order]
+        msg = f"found {len(found)} x '{p.target}'"
+        if p.count > 1 and len(found) < p.count:
+            msg += f" (asked for {p.count})"
+        return QueryResult(True, p, found, [float(prob[i] / max(prob[order].sum(), 1e-9) * min(1.0, rel[i] * 2))
+                                            for i in order], msg)
+
+    def apply_relation(self, p: ParsedQuery, cands, order, E, anchor_vec, camera_position):
+        if p.relation == "nearest_camera" and camera_position is not None:
+            return sorted(order, key=lambda i: float(np.linalg.norm(cands[i].centroid - camera_position)))
+        if anchor_vec is None:
+            return order
+        a_sim = E @ anchor_vec
+        anchors = [i for i in np.argsort(-a_sim) if a_sim[i] >= self.cfg.min_similarity and i not in order[:0]]
+        if not anchors:
+            return order
+        a = cands[anchors[0]]
+        d = {i: float(np.linalg.norm(cands[i].centroid - a.centroid)) for i in order if cands[i] is not a}
+        if p.relation in ("next_to", "in", "on"):
+            return sorted(d, key=d.get)
+        if p.relation in ("left_of", "right_of") and camera_position is not None:
+            fwd = a.centroid - camera_position
+            right = np.cross(fwd, [0, 0, 1.0])
+            side = {i: float((cands[i].centroid - a.centroid) @ right) for i in d}
+            keep = [i for i in d if (side[i] < 0) == (p.relation == "left_of")]
+            return sorted(keep, key=d.get)
+        return order
+
+    @staticmethod
+    def threshold_select(gaussian_language: np.ndarray, target: np.ndarray, t: float) -> np.ndarray:
+        """Baseline: indices of Gaussians whose own language feature clears cosine t."""
+        return np.nonzero(gaussian_language @ target >= t)[0]

@@ -1,0 +1,80 @@
+"""Compare a semantic map with simulator ground truth.
+
+Gaussians are matched to GT by the nearest GT surface sample. Predicted objects are matched
+one-to-one to GT objects (Hungarian on shared Gaussians); all "stuff" (table, floor, the
+background object) counts as one class, since which plane a Gaussian of the table edge belongs
+to is not what a robot asks.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial import cKDTree
+
+from ..types import OrientedBox
+from .boxes import box_iou
+
+STUFF = -2
+
+
+def gt_labels(means: np.ndarray, gt: dict, max_dist: float = 0.03) -> np.ndarray:
+    """GT instance per Gaussian (STUFF for table/floor, -1 when no GT surface is within max_dist)."""
+    tree = cKDTree(gt["surface_points"])
+    d, i = tree.query(means, k=1)
+    lab = gt["surface_ids"][i].astype(np.int64)
+    stuff = {o["instance_id"] for o in gt["objects"] if o["is_background"]}
+    lab[np.isin(lab, list(stuff))] = STUFF
+    lab[d > max_dist] = -1
+    return lab
+
+
+def evaluate(arrays: dict, objects: list, gt: dict) -> dict:
+    means, pred = arrays["means"], arrays["object_id"].astype(np.int64)
+    glab = gt_labels(means, gt)
+    stuff_ids = {o.id for o in objects if o.is_background} | {0}
+    obj_by_id = {o.id: o for o in objects}
+    pred_m = np.where(np.isin(pred, list(stuff_ids)), STUFF, pred)
+    real_gt = [o for o in gt["objects"] if not o["is_background"]]
+    gids = [o["instance_id"] for o in real_gt]
+    pids = sorted(set(pred_m[pred_m != STUFF].tolist()))
+    C = np.array([[np.sum((glab == g) & (pred_m == p)) for p in pids] for g in gids], dtype=float).reshape(len(gids), len(pids))
+    match = {}
+    if C.size:
+        r, c = linear_sum_assignment(-C)
+        match = {gids[i]: pids[j] for i, j in zip(r, c) if C[i, j] > 0}
+    # per-Gaussian accuracy over Gaussians that lie on a GT surface
+    on = glab != -1
+    correct = np.zeros(len(means), bool)
+    correct |= (glab == STUFF) & (pred_m == STUFF)
+    for g, p in match.items():
+        correct |= (glab == g) & (pred_m == p)
+    acc = float(correct[on].mean()) if on.any() else 0.0
+    obj_acc = float(correct[on & (glab >= 0)].mean()) if (on & (glab >= 0)).any() else 0.0
+    ious, per = [], {}
+    for o in real_gt:
+        g = o["instance_id"]
+        gbox = OrientedBox.from_dict(o["obb"])
+        p = match.get(g)
+        iou = box_iou(obj_by_id[p].obb, gbox) if p is not None and p in obj_by_id else 0.0
+        ious.append(iou)
+        per[g] = {"class": o["class"], "pred": p, "box_iou": iou,
+                  "label": obj_by_id[p].label if p is not None and p in obj_by_id else None}
+    n = max(1, len(means))
+    counts = {"missed": 0, "split": 0, "merged": 0, "phantom": 0, "largest_phantom_frac": 0.0}
+    for i, g in enumerate(gids):
+        tot = C[i].sum()
+        if tot == 0 or g not in match or C[i, pids.index(match[g])] < 0.5 * tot:
+            counts["missed"] += 1
+        if tot and (C[i] >= 0.2 * tot).sum() >= 2:
+            counts["split"] += 1
+    for j, p in enumerate(pids):
+        col = C[:, j]
+        if col.sum() and (col >= 0.2 * np.sum(pred_m == p)).sum() >= 2:
+            counts["merged"] += 1
+        size = int(np.sum(pred_m == p))
+        if p not in match.values() and size >= 1:
+            counts["phantom"] += 1
+            counts["largest_phantom_frac"] = max(counts["largest_phantom_frac"], size / n)
+    return {"gaussian_accuracy": acc, "object_gaussian_accuracy": obj_acc,
+            "mean_box_iou": float(np.mean(ious)) if ious else 0.0, "per_object": per, **counts,
+            "n_gaussians": int(len(means)), "n_objects": len([o for o in objects if not o.is_background])}

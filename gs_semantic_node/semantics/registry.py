@@ -1,0 +1,265 @@
+"""Object registry: masks -> discrete objects, every Gaussian -> exactly one object id.
+
+Votes live per Gaussian per object column in the map's state (column 0 = unexplained
+background), so densify/prune carry them. Each keyframe's masks join the object that already
+holds most of their weight (if their embedding agrees) or found a new one; a mask spread over
+two objects votes for none (SAM merging neighbours). Periodic refresh splits objects that fall
+apart in space, merges touching near-duplicates (part masks), smooths labels over the kNN graph
+and recomputes labels and boxes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+from sklearn.cluster import DBSCAN
+
+from ..config import SemanticsConfig
+from ..mapping.gaussians import GaussianMap
+from ..types import SemanticObject
+from .boxes import clean_points, fit_box
+
+BACKGROUND = 0
+
+
+@dataclass
+class ObjectRecord:
+    id: int
+    views: list = field(default_factory=list)   # (weight, embedding), best top-k kept
+    last_seen: float = 0.0
+    n_masks: int = 0
+
+    def embedding(self) -> np.ndarray | None:
+        if not self.views:
+            return None
+        w = np.array([v[0] for v in self.views], dtype=np.float32)
+        e = (np.stack([v[1] for v in self.views]) * w[:, None]).sum(0)
+        return e / max(np.linalg.norm(e), 1e-8)
+
+    def add_view(self, weight: float, emb: np.ndarray, k: int):
+        self.views.append((float(weight), np.asarray(emb, np.float32)))
+        self.views.sort(key=lambda v: -v[0])
+        del self.views[k:]
+
+
+class ObjectRegistry:
+    def __init__(self, cfg: SemanticsConfig, embed_text=None):
+        self.cfg = cfg
+        self.records: dict[int, ObjectRecord] = {}
+        self.embed_text = embed_text
+        self._vocab_emb = None
+        self.objects: list[SemanticObject] = []      # last refreshed, for readers
+        self.keyframes = 0
+
+    # ------------------------------------------------------------ incremental update
+    def _free_id(self, K: int) -> int | None:
+        for i in range(1, K):
+            if i not in self.records:
+                return i
+        return None
+
+    @torch.no_grad()
+    def update(self, gmap: GaussianMap, W: torch.Tensor, embeddings: np.ndarray, stamp: float,
+               areas: list[int] | None = None) -> list[int]:
+        """W (N, M+1) from lifting, embeddings (M, D). Returns the object id per mask (-1 skipped)."""
+        cfg = self.cfg
+        votes = gmap.state["votes"]
+        K = votes.shape[1]
+        Wm, Wb = W[:, 1:], W[:, 0]
+        P = votes / votes.sum(1, keepdim=True).clamp(min=1e-9)
+        mass = Wm.sum(0).clamp(min=1e-9)
+        overlap = Wm.T @ P                                           # (M, K) mask weight on each object
+        shares = overlap / mass[:, None]                             # share of the mask on each object
+        visible = (W.sum(1) @ P).clamp(min=1e-9)                     # each object's weight in this view
+        coverage = (overlap / visible[None]).cpu().numpy()          # share of the object inside the mask
+        emb = {i: r.embedding() for i, r in self.records.items()}
+        assigned = []
+        for m in range(Wm.shape[1]):
+            if float(mass[m]) < 1e-6:
+                assigned.append(-1)
+                continue
+            e = embeddings[m]
+            sh = shares[m].cpu().numpy().copy()
+            sh[BACKGROUND] = 0
+            # a mask holding most of two known objects is SAM merging neighbours: it votes for none
+            whole = [o for o in self.records if coverage[m, o] >= 0.5 and sh[o] >= cfg.ambiguous_share]
+            if len(whole) >= 2:
+                assigned.append(-1)
+                continue
+            best = int(np.argmax(sh))
+            target = best if best in self.records and sh[best] >= cfg.assoc_overlap and \
+                (emb.get(best) is None or float(e @ emb[best]) >= cfg.assoc_min_similarity) else None
+            if target is None:
+                target = self._free_id(K)
+                if target is None:
+                    assigned.append(-1)
+                    continue
+                self.records[target] = ObjectRecord(target)
+                emb[target] = None
+            rec = self.records[target]
+            rec.add_view(float(areas[m]) if areas else float(mass[m]), e, cfg.top_k_views)
+            rec.last_seen = stamp
+            rec.n_masks += 1
+            votes[:, target] += Wm[:, m]
+            assigned.append(target)
+        votes[:, BACKGROUND] += Wb * cfg.background_prior
+        self.keyframes += 1
+        self.assign(gmap)
+        return assigned
+
+    @torch.no_grad()
+    def assign(self, gmap: GaussianMap):
+        votes = gmap.state["votes"]
+        total = votes.sum(1)
+        best = votes.max(1)
+        ids = best.indices.to(torch.int32)
+        ids[total <= 1e-9] = BACKGROUND
+        gmap.state["object_id"] = ids
+        gmap.state["confidence"] = torch.where(total > 1e-9, best.values / total.clamp(min=1e-9), torch.zeros_like(total))
+
+    # ------------------------------------------------------------ refresh
+    @torch.no_grad()
+    def refresh(self, gmap: GaussianMap, snap: dict | None = None):
+        """Split / merge / smooth, then labels and boxes. Runs on a host snapshot."""
+        with gmap.lock:
+            self.assign(gmap)
+            self._split(gmap)
+            self._merge(gmap)
+            self.assign(gmap)
+            self._smooth(gmap)
+            snap = gmap.snapshot()
+        self.objects = self.describe(snap)
+
+    def _split(self, gmap: GaussianMap):
+        ids = gmap.state["object_id"].cpu().numpy()
+        means = gmap.means.detach().cpu().numpy()
+        votes = gmap.state["votes"]
+        K = votes.shape[1]
+        scales = gmap.activated()["scales"].detach().cpu().numpy().max(1)
+        for oid in list(self.records):
+            idx = np.nonzero(ids == oid)[0]
+            if len(idx) < 2 or self.classify(self.records[oid].embedding())[0] in self.cfg.stuff_classes:
+                continue
+            # gap that separates two objects: never below the Gaussians' own spacing
+            eps = max(self.cfg.split_eps, 4.0 * float(np.median(scales[idx])))
+            lab = DBSCAN(eps=eps, min_samples=3).fit_predict(means[idx])
+            comps = [c for c in np.unique(lab) if c >= 0 and (lab == c).sum() >= self.cfg.min_object_gaussians]
+            comps.sort(key=lambda c: -(lab == c).sum())
+            # stray fragments lose their vote for this object and fall back to their next-best one
+            stray = ~np.isin(lab, comps) if comps else np.zeros(len(idx), bool)
+            if stray.any():
+                votes[torch.as_tensor(idx[stray], device=votes.device), oid] = 0
+            for c in comps[1:]:
+                new = self._free_id(K)
+                if new is None:
+                    break
+                rows = torch.as_tensor(idx[lab == c], device=votes.device)
+                self.records[new] = ObjectRecord(new, list(self.records[oid].views), self.records[oid].last_seen)
+                votes[rows, new] = votes[rows, oid]
+                votes[rows, oid] = 0
+
+    def _merge(self, gmap: GaussianMap):
+        ids = gmap.state["object_id"].cpu().numpy()
+        means = gmap.means.detach().cpu().numpy()
+        votes = gmap.state["votes"]
+        live = [o for o in self.records if (ids == o).sum() > 0]
+        trees = {o: cKDTree(means[ids == o]) for o in live}
+        embs = {o: self.records[o].embedding() for o in live}
+        stuff = {}
+        for o in live:      # one object per stuff class (the floor seen piecewise is still one floor)
+            label = self.classify(embs[o])[0]
+            if label in self.cfg.stuff_classes:
+                if label in stuff:
+                    self._absorb(votes, stuff[label], o)
+                    embs[stuff[label]] = self.records[stuff[label]].embedding()
+                else:
+                    stuff[label] = o
+        live = [o for o in live if o in self.records]
+        for i, a in enumerate(live):
+            for b in live[i + 1:]:
+                if a not in self.records or b not in self.records or embs[a] is None or embs[b] is None:
+                    continue
+                if float(embs[a] @ embs[b]) < self.cfg.merge_similarity:
+                    continue
+                small, big = (a, b) if trees[a].n < trees[b].n else (b, a)
+                d, _ = trees[big].query(trees[small].data, k=1, distance_upper_bound=self.cfg.split_eps / 2)
+                if np.isfinite(d).mean() < 0.2:       # parts share a long boundary; neighbours barely touch
+                    continue
+                self._absorb(votes, big, small)
+                embs[big] = self.records[big].embedding()
+        for o in list(self.records):
+            if float(votes[:, o].sum()) <= 0:
+                del self.records[o]
+
+    def _absorb(self, votes: torch.Tensor, keep: int, gone: int):
+        votes[:, keep] += votes[:, gone]
+        votes[:, gone] = 0
+        self.records[keep].views = sorted(self.records[keep].views + self.records[gone].views,
+                                          key=lambda v: -v[0])[: self.cfg.top_k_views]
+        del self.records[gone]
+
+    def _smooth(self, gmap: GaussianMap):
+        k = self.cfg.smooth_k
+        n = len(gmap)
+        if n <= k or k <= 0:
+            return
+        means = gmap.means.detach().cpu().numpy()
+        rgb = gmap.activated()["rgb"].detach().cpu().numpy()
+        ids = gmap.state["object_id"].cpu().numpy().copy()
+        _, nb = cKDTree(means).query(means, k=k + 1)
+        nb = nb[:, 1:]
+        wcol = np.exp(-((rgb[nb] - rgb[:, None]) ** 2).sum(-1) / 0.05)        # similar colour counts more
+        for _ in range(self.cfg.smooth_iters):
+            lab = ids[nb]
+            agree = (wcol * (lab == ids[:, None])).sum(1)
+            # the neighbours' weighted majority label
+            best_lab, best_w = ids.copy(), agree.copy()
+            for j in range(k):
+                w = (wcol * (lab == lab[:, j:j + 1])).sum(1)
+                better = w > best_w
+                best_lab[better], best_w[better] = lab[better, j], w[better]
+            flip = best_w > 2.0 * np.maximum(agree, 1e-6)
+            ids[flip] = best_lab[flip]
+        gmap.state["object_id"] = torch.as_tensor(ids, dtype=torch.int32, device=gmap.device)
+
+    # ------------------------------------------------------------ labels, boxes
+    def vocab_embeddings(self) -> np.ndarray:
+        if self._vocab_emb is None:
+            self._vocab_emb = self.embed_text(list(self.cfg.vocabulary))
+        return self._vocab_emb
+
+    def classify(self, emb: np.ndarray) -> tuple[str, float, list]:
+        if self.embed_text is None or emb is None:
+            return "object", 0.0, []
+        s = self.vocab_embeddings() @ emb / self.cfg.label_temperature
+        p = np.exp(s - s.max())
+        p /= p.sum()
+        order = np.argsort(-p)
+        voc = self.cfg.vocabulary
+        return voc[order[0]], float(p[order[0]]), [(voc[i], float(p[i])) for i in order[1:4]]
+
+    def describe(self, snap: dict, box_mode: str = "upright") -> list[SemanticObject]:
+        out = []
+        ids = snap["object_id"]
+        for oid in sorted(set(np.unique(ids).tolist()) | {BACKGROUND}):
+            idx = np.nonzero(ids == oid)[0]
+            if len(idx) == 0:
+                continue
+            rec = self.records.get(oid)
+            emb = rec.embedding() if rec else None
+            label, conf, alts = self.classify(emb) if oid != BACKGROUND else ("background", 1.0, [])
+            is_bg = oid == BACKGROUND or label in self.cfg.stuff_classes
+            if not is_bg and len(idx) < self.cfg.min_object_gaussians:
+                continue
+            pts = snap["means"][idx]
+            clean = clean_points(pts, snap["opacities"][idx], self.cfg.box_min_opacity, self.cfg.box_outlier_std)
+            box = fit_box(clean, box_mode)
+            # centres sit on the surface patch's middle: grow by the Gaussians' own extent (1 sigma)
+            box.size = box.size + 2 * float(np.median(snap["scales"][idx].max(1)))
+            out.append(SemanticObject(
+                id=int(oid), label=label, confidence=conf, alternatives=alts, is_background=is_bg, obb=box,
+                aabb_min=clean.min(0), aabb_max=clean.max(0), centroid=clean.mean(0), num_gaussians=len(idx),
+                gaussian_indices=idx, last_seen=rec.last_seen if rec else 0.0, embedding=emb))
+        return out

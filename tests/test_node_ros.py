@@ -1,0 +1,102 @@
+"""The node as a separate process over real DDS (loopback only)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("gs_semantic_msgs")
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def node_proc(small_sim, tmp_path):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    log = open(tmp_path / "node.log", "w")
+    cmd = [sys.executable, "-m", "gs_semantic_node.ros.node", "--ros-args", "--params-file",
+           str(ROOT / "config" / "tabletop_demo.yaml"), "-p", f"perception.gt_path:={small_sim / 'gt.json'}",
+           "-p", f"node.map_path:={tmp_path / 'map'}", "-p", "node.publish_period:=0.5",
+           "-p", "mapper.iters_per_keyframe:=2"]
+    p = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    yield p, tmp_path
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+
+
+def test_node_end_to_end(node_proc, small_sim):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from gs_semantic_msgs.msg import ObjectArray
+    from gs_semantic_msgs.srv import ListObjects, LoadMap, QueryObjects, SaveMap, SegmentAt
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    from gs_semantic_node.ros.player import BagPlayer
+    proc, tmp = node_proc
+    rclpy.init()
+    n = rclpy.create_node("test_client")
+    try:
+        q = n.create_client(QueryObjects, "/gs_semantic/query_objects")
+        assert q.wait_for_service(timeout_sec=90), (tmp / "node.log").read_text()
+
+        def call(cli, req, t=30):
+            f = cli.call_async(req)
+            rclpy.spin_until_future_complete(n, f, timeout_sec=t)
+            assert f.done(), f"{cli.srv_name} timed out"
+            return f.result()
+
+        # empty map: an honest "not found", never a made-up object
+        r = call(q, QueryObjects.Request(instruction="grab the mug"))
+        assert not r.found and "empty" in r.message
+        diag = {}
+        n.create_subscription(DiagnosticArray, "/diagnostics",
+                              lambda m: diag.update({kv.key: kv.value for s in m.status for kv in s.values}), 10)
+        player = BagPlayer(small_sim / "bag", rate=1.0)
+        sent = player.play()
+        assert sent == 12 * 5
+        t_end = time.monotonic() + 240
+        while time.monotonic() < t_end:
+            rclpy.spin_once(n, timeout_sec=0.5)
+            if diag and int(diag.get("frames_processed", 0)) >= 12 and diag.get("queue") == "0" \
+                    and diag.get("published_version") == diag.get("version"):
+                break
+        assert int(diag.get("frames_processed", 0)) == 12, (diag, (tmp / "node.log").read_text()[-3000:])
+        r = call(q, QueryObjects.Request(instruction="grab the mug", include_gaussians=True))
+        assert r.found, r.message
+        assert r.target_phrase == "mug" and r.objects[0].label == "mug"
+        assert len(r.objects[0].gaussian_indices) == r.objects[0].num_gaussians > 0
+        assert len(r.objects[0].gaussian_positions) == 3 * len(r.objects[0].gaussian_indices)
+        r = call(q, QueryObjects.Request(instruction="   "))
+        assert not r.found and "rejected" in r.message
+        lst = call(n.create_client(ListObjects, "/gs_semantic/list_objects"), ListObjects.Request())
+        assert len(lst.objects) >= 2
+        seg = call(n.create_client(SegmentAt, "/gs_semantic/segment_at"),
+                   SegmentAt.Request(u=80, v=60, use_latest_keyframe=True))
+        assert isinstance(seg.found, bool) and seg.message
+        save = call(n.create_client(SaveMap, "/gs_semantic/save_map"), SaveMap.Request(path=str(tmp / "m")), 60)
+        assert save.success, save.message
+        bad = call(n.create_client(LoadMap, "/gs_semantic/load_map"), LoadMap.Request(path=str(tmp / "nope")))
+        assert not bad.success and "current map kept" in bad.message
+        good = call(n.create_client(LoadMap, "/gs_semantic/load_map"), LoadMap.Request(path=str(tmp / "m")), 60)
+        assert good.success, good.message
+        # a late subscriber still gets the object list (transient local)
+        got = []
+        qos = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+        n.create_subscription(ObjectArray, "/gs_semantic/objects", got.append, qos)
+        t_end = time.monotonic() + 10
+        while not got and time.monotonic() < t_end:
+            rclpy.spin_once(n, timeout_sec=0.2)
+        assert got and got[-1].header.frame_id == "map" and len(got[-1].objects) >= 2
+        player.destroy_node()
+    finally:
+        n.destroy_node()
+        rclpy.try_shutdown()
+    t = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=10)
+    assert time.monotonic() - t < 5.0
