@@ -80,9 +80,8 @@ class DemoClient(Node):
         while time.monotonic() < t_end:
             rclpy.spin_once(self, timeout_sec=0.5)
             d = self.diag
-            if bar is not None and d:
-                bar.n = int(d.get("frames_processed", 0))
-                bar.refresh()
+            if bar is not None and d and int(d.get("frames_processed", 0)) != bar.n:
+                bar.update(int(d.get("frames_processed", 0)) - bar.n)
             done = int(d.get("frames_processed", 0)) + sum(int(v) for k, v in d.items() if k.startswith("skipped_"))
             if d and done >= n_frames and d.get("queue") == "0" and d.get("processing") == "0" \
                     and int(d.get("frames_processed", 0)) >= int(d.get("frames_accepted", 0)) \
@@ -131,9 +130,9 @@ def run_demo(out: Path, seed: int = 7, frames: int = 30, params: str = "", rate:
         if not client.query_cli.wait_for_service(timeout_sec=120.0):
             raise RuntimeError(f"node did not come up; see {out / 'node.log'}")
         print(f"[demo] node up ({time.monotonic() - t0:.1f}s); replaying the bag over loopback DDS at {rate}x")
-        with tqdm(total=frames * 5, desc="replay (messages)") as bar:
+        with tqdm(total=frames * 5, desc="replay (messages)", mininterval=2.0) as bar:
             player.play(progress=lambda _: bar.update(1))
-        with tqdm(total=frames, desc="mapping (frames)") as bar:
+        with tqdm(total=frames, desc="mapping (frames)", mininterval=2.0) as bar:
             idle = client.wait_idle(frames, timeout=600.0, bar=bar)
         if not idle:
             raise RuntimeError(f"node did not finish mapping in time; see {out / 'node.log'}")

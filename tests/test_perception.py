@@ -1,0 +1,99 @@
+"""Real SAM / open_clip code paths with tiny random models; oracle noise statistics."""
+import numpy as np
+import pytest
+import torch
+
+from gs_semantic_node.config import PerceptionConfig
+from gs_semantic_node.perception.base import Mask
+from gs_semantic_node.perception.factory import make_embedder, make_mask_generator
+from gs_semantic_node.perception.oracle import OracleMaskGenerator, noise_preset
+from gs_semantic_node.types import Camera, Frame
+
+
+def frame(gt=None, seed=0):
+    rng = np.random.default_rng(seed)
+    rgb = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    rgb[16:48, 16:48] = [220, 20, 20]
+    return Frame(rgb, np.ones((64, 64), np.float32), Camera(50, 50, 31.5, 31.5, 64, 64), np.eye(4), 0.0, 0, gt)
+
+
+def test_tiny_sam_end_to_end_through_the_real_generator():
+    from gs_semantic_node.perception.sam import SamMaskGenerator, tiny_sam
+    gen = SamMaskGenerator(tiny_sam(64), "cpu", points_per_side=4, pred_iou_thresh=-10, stability_thresh=0.0,
+                           min_pixels=1)
+    masks = gen.generate(frame())
+    assert all(m.mask.shape == (64, 64) and m.mask.dtype == bool for m in masks)
+    assert all(m.level in ("object", "part", "subpart") for m in masks)
+    # map-guided: a known object's box removes grid points inside it
+    assert len(gen.grid(64, 64, np.array([[0, 0, 63, 63]], np.float32))) == 0
+    assert len(gen.grid(64, 64, None)) == 16
+    boxed = gen.generate(frame(), prompts=np.array([[16, 16, 48, 48]], np.float32))
+    assert isinstance(boxed, list)
+
+
+def test_missing_checkpoints_fail_clearly(tmp_path):
+    cfg = PerceptionConfig(masks="sam", sam_checkpoint=str(tmp_path / "nope.pth"))
+    with pytest.raises(FileNotFoundError, match="SAM checkpoint"):
+        make_mask_generator(cfg)
+    cfg = PerceptionConfig(embedder="clip", clip_pretrained=str(tmp_path / "nope.bin"))
+    with pytest.raises(FileNotFoundError, match="CLIP checkpoint"):
+        make_embedder(cfg)
+    with pytest.raises(ValueError, match="clip_pretrained is empty"):
+        make_embedder(PerceptionConfig(embedder="clip"))
+
+
+def test_tiny_clip_from_a_local_checkpoint(tmp_path):
+    import open_clip
+
+    from gs_semantic_node.perception.clip import ClipEmbedder, load_clip, register_tiny_clip
+    name = register_tiny_clip()
+    model, _, _ = open_clip.create_model_and_transforms(name, pretrained=None)
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(model.state_dict(), ckpt)
+    emb = ClipEmbedder(*load_clip(name, str(ckpt)))           # the same loading code as a real checkpoint
+    m = np.zeros((64, 64), bool)
+    m[16:48, 16:48] = True
+    e = emb.embed_masks(frame(), [Mask(m, 1.0), Mask(~m, 1.0)])
+    t = emb.embed_text(["a red mug", "a red mug", "a table"])
+    assert e.shape == (2, emb.dim) and t.shape == (3, emb.dim)
+    assert np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5) and np.allclose(t[0], t[1])
+    ref = model.eval()
+    with torch.no_grad():
+        tok = open_clip.get_tokenizer(name)(["a photo of a table"])
+        r = torch.nn.functional.normalize(ref.encode_text(tok), dim=-1)[0].numpy()
+    assert np.allclose(r, t[2], atol=1e-5)                   # weights really came from the checkpoint
+
+
+def test_oracle_noise_statistics_match_parameters():
+    gt = np.zeros((120, 160), np.int32)
+    for i in range(8):
+        gt[10 + (i // 4) * 40: 50 + (i // 4) * 40, 5 + (i % 4) * 38: 43 + (i % 4) * 38] = i + 3   # touching
+    noise = noise_preset("clean", p_part=0.2, p_merge=0.0, p_miss=0.1)
+    g = OracleMaskGenerator(noise, seed=1)
+    for _ in range(300):
+        g.generate(frame(gt))
+    s = g.stats
+    assert s["objects"] == 300 * 8
+    assert abs(s["misses"] / s["objects"] - 0.1) < 0.02
+    kept = s["objects"] - s["misses"]
+    assert abs(s["parts"] / kept - 0.2) < 0.03
+    g2 = OracleMaskGenerator(noise_preset("clean", p_merge=0.3), seed=2)
+    for _ in range(200):
+        g2.generate(frame(gt))
+    # merges per processed object ~ p_merge (the partner is consumed; the last objects may lack a free neighbour)
+    assert 0.2 < g2.stats["merges"] / g2.stats["objects"] <= 0.32
+    clean = OracleMaskGenerator(noise_preset("clean"), seed=0).generate(frame(gt))
+    assert len(clean) == 8 and all(m.level == "object" for m in clean)
+
+
+def test_text_proxy_embeds_gt_descriptions():
+    from gs_semantic_node.perception.oracle import TextProxyEmbedder
+    gt = np.zeros((64, 64), np.int32)
+    gt[:32] = 3
+    gt[32:] = 4
+    emb = TextProxyEmbedder({3: ["a red coffee mug"], 4: ["a ceramic bowl"]}, confusion=0.0, noise_sigma=0.0)
+    masks = [Mask(gt == 3, 1.0), Mask(gt == 4, 1.0)]
+    e = emb.embed_masks(frame(gt), masks)
+    t = emb.embed_text(["mug", "bowl"])
+    sim = e @ t.T
+    assert sim[0, 0] > sim[0, 1] and sim[1, 1] > sim[1, 0]

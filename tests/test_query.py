@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from gs_semantic_node.config import QueryConfig
+from gs_semantic_node.query.engine import QueryEngine
+from gs_semantic_node.query.parser import parse
+from gs_semantic_node.types import OrientedBox, SemanticObject
+
+
+@pytest.mark.parametrize("text,target,count,relation,anchor", [
+    ("grab the mug", "mug", 1, None, None),
+    ("Please pick up the red bowl.", "red bowl", 1, None, None),
+    ("where is the ketchup?", "ketchup", 1, None, None),
+    ("bring me the two books", "book", 2, None, None),
+    ("the mug next to the bowl", "mug", 1, "next_to", "bowl"),
+    ("could you hand me the cup left of the plate", "cup", 1, "left_of", "plate"),
+    ("grab the bottle nearest to the camera", "bottle", 1, "nearest_camera", None),
+    ("get all apples", "apple", 0, None, None),
+])
+def test_parser(text, target, count, relation, anchor):
+    p = parse(text)
+    assert (p.target, p.count, p.relation, p.anchor) == (target, count, relation, anchor)
+
+
+VOCAB = {"mug": [1, 0, 0, 0], "bowl": [0, 1, 0, 0], "object": [0.3, 0.3, 0.3, 0.3], "things": [0.3, 0.3, 0.3, 0.3],
+         "stuff": [0.3, 0.3, 0.3, 0.3], "texture": [0.3, 0.3, 0.3, 0.3], "laptop": [0, 0, 0, 1]}
+
+
+def embed(texts):
+    v = np.array([VOCAB.get(t, [0, 0, 1, 0]) for t in texts], np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def obj(i, e, x):
+    e = np.asarray(e, np.float32)
+    box = OrientedBox(np.array([x, 0, 0.8]), np.eye(3), np.full(3, 0.1))
+    return SemanticObject(i, "x", 0.9, obb=box, centroid=box.center, embedding=e / np.linalg.norm(e))
+
+
+def test_retrieval_finds_and_abstains():
+    eng = QueryEngine(QueryConfig(), embed)
+    objs = [obj(1, [1, 0.1, 0, 0], 0.0), obj(2, [0.1, 1, 0, 0], 0.3)]
+    r = eng.query("grab the mug", objs)
+    assert r.found and r.objects[0].id == 1 and len(r.objects) == 1
+    r = eng.query("bring me the laptop", objs)
+    assert not r.found and "not in the map" in r.message
+    assert not eng.query("grab the mug", []).found
+
+
+def test_relation_orders_by_anchor():
+    eng = QueryEngine(QueryConfig(), embed)
+    objs = [obj(1, [1, 0, 0, 0], 0.0), obj(2, [1, 0, 0, 0], 1.0), obj(3, [0, 1, 0, 0], 0.9)]
+    r = eng.query("the mug next to the bowl", objs)
+    assert r.found and r.objects[0].id == 2

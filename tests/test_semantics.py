@@ -1,0 +1,84 @@
+"""Lifting, registry and boxes on small synthetic and simulated scenes."""
+import numpy as np
+import pytest
+import torch
+
+from gs_semantic_node.config import Config, MapperConfig, SemanticsConfig
+from gs_semantic_node.mapping.mapper import Mapper
+from gs_semantic_node.semantics.boxes import box_iou, clean_points, fit_box
+from gs_semantic_node.semantics.lifting import mask_weights
+from gs_semantic_node.semantics.registry import ObjectRegistry
+from gs_semantic_node.types import Camera, Frame, OrientedBox
+
+
+def two_region_frame():
+    cam = Camera(60, 60, 39.5, 29.5, 80, 60)
+    rgb = np.zeros((60, 80, 3), np.uint8)
+    rgb[:, :40] = 200
+    return Frame(rgb, np.full((60, 80), 1.5, np.float32), cam, np.eye(4), 0.0, 0)
+
+
+def test_lifting_weights_are_compositing_contributions():
+    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0))
+    kf = m.integrate(two_region_frame())
+    left = np.zeros((60, 80), bool)
+    left[:, :40] = True
+    W = mask_weights(m, kf, [left, ~left])
+    x = m.map.means.detach()[:, 0].numpy()
+    assert W.shape == (len(m.map), 3)
+    assert torch.all(W >= -1e-6)
+    lw, rw = W[:, 1].numpy(), W[:, 2].numpy()
+    assert (lw[x < -0.1] > rw[x < -0.1]).all() and (rw[x > 0.1] > lw[x > 0.1]).all()
+    # total weight equals the rendered alpha summed over the image (one backward pass = exact)
+    out = m.render(kf, detach_geometry=True)
+    assert float(W.sum()) == pytest.approx(float(out.alpha.sum()), rel=1e-4)
+
+
+def test_registry_gives_every_gaussian_one_object():
+    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0))
+    kf = m.integrate(two_region_frame())
+    left = np.zeros((60, 80), bool)
+    left[:, :40] = True
+    emb = np.eye(4, dtype=np.float32)[:2]
+    reg = ObjectRegistry(SemanticsConfig(), embed_text=lambda t: np.tile(np.eye(4, dtype=np.float32)[2], (len(t), 1)))
+    for _ in range(2):
+        W = mask_weights(m, kf, [left, ~left])
+        ids = reg.update(m.map, W, emb, 0.0)
+    assert ids[0] != ids[1] and min(ids) > 0
+    obj = m.map.state["object_id"].numpy()
+    x = m.map.means.detach()[:, 0].numpy()
+    assert set(np.unique(obj)) <= {0, ids[0], ids[1]}
+    assert (obj[x < -0.05] == ids[0]).mean() > 0.95 and (obj[x > 0.05] == ids[1]).mean() > 0.95
+    # a mask that holds most of both objects (SAM merging neighbours) votes for neither
+    W = mask_weights(m, kf, [np.ones((60, 80), bool)])
+    assert reg.update(m.map, W, emb[:1], 1.0) == [-1]
+
+
+def test_upright_box_and_iou():
+    rng = np.random.default_rng(0)
+    R = np.array([[np.cos(0.5), -np.sin(0.5), 0], [np.sin(0.5), np.cos(0.5), 0], [0, 0, 1]])
+    truth = OrientedBox(np.array([0.2, -0.1, 0.8]), R, np.array([0.2, 0.1, 0.15]))
+    pts = truth.center + ((rng.random((3000, 3)) - 0.5) * truth.size) @ R.T
+    pts = np.concatenate([pts, [[3, 3, 3], [-2, 1, 0]]])            # floaters
+    b = fit_box(clean_points(pts, np.ones(len(pts))))
+    assert box_iou(b, truth) > 0.9
+    assert box_iou(truth, truth) == pytest.approx(1.0, abs=0.01)
+    far = OrientedBox(truth.center + 5, R, truth.size)
+    assert box_iou(truth, far) == 0.0
+
+
+@pytest.mark.slow
+def test_pipeline_on_a_simulated_scene(small_sim):
+    from gs_semantic_node.cli import offline_pipeline
+    from gs_semantic_node.semantics.metrics import evaluate
+    from gs_semantic_node.sim.generate import load_gt
+    cfg = Config()
+    cfg.mapper.iters_per_keyframe = 3
+    p = offline_pipeline(small_sim, cfg, progress=False)
+    ev = evaluate(p.snapshot.arrays, p.snapshot.objects, load_gt(small_sim))
+    ids = p.snapshot.arrays["object_id"]
+    assert len(ids) == len(p.mapper.map) and (ids >= 0).all()      # every Gaussian has exactly one id
+    assert ev["gaussian_accuracy"] > 0.9, ev
+    r = p.query("grab the mug")
+    assert r.found and r.objects[0].label == "mug"
+    assert not p.query("bring me the laptop").found
