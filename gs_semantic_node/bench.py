@@ -27,7 +27,10 @@ def _scene(seed: int, frames: int, root: Path) -> Path:
     return d
 
 
-def quality_one(seed: int, frames: int, root: Path, threshold: float) -> dict:
+THRESHOLDS = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+
+
+def quality_one(seed: int, frames: int, root: Path) -> dict:
     from .cli import offline_pipeline
     d = _scene(seed, frames, root)
     gt = load_gt(d)
@@ -43,7 +46,7 @@ def quality_one(seed: int, frames: int, root: Path, threshold: float) -> dict:
     glab = gt_labels(snap.arrays["means"], gt)
     lang = p.mapper.map.state["language"].cpu().numpy()
     lang = lang / np.maximum(np.linalg.norm(lang, axis=1, keepdims=True), 1e-8)
-    full, thr = [], []
+    full, thr = [], {t: [] for t in THRESHOLDS}
     for cls, objs in classes.items():
         if len(objs) != 1:
             continue          # success is defined for single-instance targets
@@ -55,25 +58,28 @@ def quality_one(seed: int, frames: int, root: Path, threshold: float) -> dict:
         if r.found:
             sel[r.objects[0].gaussian_indices] = True
         full.append({"class": cls, "found": r.found, "iou": iou, "gacc": float((sel == member)[glab != -1].mean())})
-        t = p.embedder.embed_text([cls])[0]
-        idx = np.nonzero(lang @ t >= threshold)[0]
-        tsel = np.zeros(len(glab), bool)
-        tsel[idx] = True
-        tiou = 0.0
-        if len(idx) >= 4:
-            pts = clean_points(snap.arrays["means"][idx], snap.arrays["opacities"][idx])
-            tiou = box_iou(fit_box(pts), gbox)
-        thr.append({"class": cls, "found": len(idx) > 0, "iou": tiou, "gacc": float((tsel == member)[glab != -1].mean())})
+        tvec = p.embedder.embed_text([cls])[0]
+        for threshold in THRESHOLDS:
+            idx = np.nonzero(lang @ tvec >= threshold)[0]
+            tsel = np.zeros(len(glab), bool)
+            tsel[idx] = True
+            tiou = 0.0
+            if len(idx) >= 4:
+                pts = clean_points(snap.arrays["means"][idx], snap.arrays["opacities"][idx])
+                tiou = box_iou(fit_box(pts), gbox)
+            thr[threshold].append({"class": cls, "found": len(idx) > 0, "iou": tiou,
+                                   "gacc": float((tsel == member)[glab != -1].mean())})
     present = {o["class"] for o in real}
     absent = [a for a in ABSENT if a not in present]
     abst_full = [not p.query(f"grab the {a}").found for a in absent]
-    abst_thr = [len(np.nonzero(lang @ p.embedder.embed_text([a])[0] >= threshold)[0]) == 0 for a in absent]
+    abst_thr = {t: [len(np.nonzero(lang @ p.embedder.embed_text([a])[0] >= t)[0]) == 0 for a in absent]
+                for t in THRESHOLDS}
     return {"seed": seed, "eval": ev, "full": full, "threshold": thr, "abst_full": abst_full, "abst_thr": abst_thr}
 
 
-def _summ(rows: list, key: str, abst_key: str, scenes: list) -> dict:
-    qs = [q for s in scenes for q in s[key]]
-    ab = [a for s in scenes for a in s[abst_key]]
+def _summ(scenes: list, key: str, abst_key: str, t: float | None = None) -> dict:
+    qs = [q for s in scenes for q in (s[key] if t is None else s[key][t])]
+    ab = [a for s in scenes for a in (s[abst_key] if t is None else s[abst_key][t])]
     return {"query_success": float(np.mean([q["found"] and q["iou"] >= 0.5 for q in qs])) if qs else 0.0,
             "mean_box_iou": float(np.mean([q["iou"] for q in qs])) if qs else 0.0,
             "gaussian_accuracy": float(np.mean([q["gacc"] for q in qs])) if qs else 0.0,
@@ -85,12 +91,19 @@ def run_bench(a) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if a.kind == "quality":
         seeds = [int(s) for s in a.seeds.split(",") if s]
+        tune = [int(s) for s in a.tune_seeds.split(",") if s]
         t0 = time.monotonic()
-        scenes = [quality_one(s, a.frames, out, threshold=0.5) for s in seeds]
+        tuned = [quality_one(s, a.frames, out) for s in tune]
+        # the baseline gets its best threshold on the tuning seeds (success first, then abstention)
+        best_t = max(THRESHOLDS, key=lambda t: (_summ(tuned, "threshold", "abst_thr", t)["query_success"],
+                                                _summ(tuned, "threshold", "abst_thr", t)["abstention"])) \
+            if tuned else 0.5
+        scenes = [quality_one(s, a.frames, out) for s in seeds]
         res = {"perception": "oracle perception (GT masks + SAM-like noise) + MiniLM text proxy",
                "noise_preset": Config().perception.oracle_preset, "seeds": seeds, "frames": a.frames,
-               "full": _summ(scenes, "full", "abst_full", scenes),
-               "threshold": _summ(scenes, "threshold", "abst_thr", scenes),
+               "tune_seeds": tune, "threshold_t": best_t,
+               "full": _summ(scenes, "full", "abst_full"),
+               "threshold": _summ(scenes, "threshold", "abst_thr", best_t),
                "map_metrics": {k: float(np.mean([s["eval"][k] for s in scenes]))
                                for k in ("gaussian_accuracy", "object_gaussian_accuracy", "mean_box_iou", "missed",
                                          "split", "merged", "phantom", "largest_phantom_frac")},

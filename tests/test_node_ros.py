@@ -30,6 +30,53 @@ def node_proc(small_sim, tmp_path):
         p.wait()
 
 
+def inject_faults(n, sim) -> dict:
+    """Publish corrupted frames (later stamps, otherwise valid companions); returns expected counts."""
+    import numpy as np
+    from geometry_msgs.msg import PoseStamped
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from gs_semantic_node.io.bags import read_frames
+    from gs_semantic_node.io.imageconv import encode_image
+    f = next(iter(read_frames(sim / "bag")))
+    qos = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+    pubs = {k: n.create_publisher(t, topic, qos) for k, (t, topic) in {
+        "rgb": (Image, "/camera/color/image_raw"), "depth": (Image, "/camera/depth/image_raw"),
+        "pose": (PoseStamped, "/camera/pose"), "gt": (Image, "/sim/instance_mask")}.items()}
+    time.sleep(1.0)
+
+    def image(arr, enc, t):
+        m = Image(**{k: v for k, v in encode_image(arr, enc).items() if k != "data"})
+        m.data = encode_image(arr, enc)["data"]
+        m.header.stamp.sec, m.header.stamp.nanosec = int(t), int((t % 1) * 1e9)
+        return m
+
+    def send(t, rgb=None, depth=None, quat=(0.0, 0.0, 0.0, 1.0)):
+        r = image(f.rgb, "rgb8", t) if rgb is None else rgb
+        d = image(np.round(f.depth * 1000).astype(np.uint16), "16UC1", t) if depth is None else depth
+        p = PoseStamped()
+        p.header.stamp = r.header.stamp
+        q = quat
+        p.pose.position.x, p.pose.position.y, p.pose.position.z = map(float, f.T_world_cam[:3, 3])
+        p.pose.orientation.x, p.pose.orientation.y, p.pose.orientation.z, p.pose.orientation.w = map(float, q)
+        for k, m in (("rgb", r), ("depth", d), ("pose", p), ("gt", image(f.gt_instances.astype(np.uint16), "16UC1", t))):
+            pubs[k].publish(m)
+        time.sleep(0.3)
+
+    bad = image(f.rgb, "rgb8", 5000.0)
+    bad.encoding = "yuv422"
+    send(5000.0, rgb=bad)
+    send(5001.0, depth=image(np.full(f.depth.shape, np.nan, np.float32), "32FC1", 5001.0))
+    send(5002.0, quat=(0.0, 0.0, 0.0, 2.0))
+    short = image(f.rgb, "rgb8", 5003.0)
+    short.data = short.data[:100]
+    send(5003.0, rgb=short)
+    for p in pubs.values():
+        n.destroy_publisher(p)
+    return {"encoding": 1, "depth_invalid": 1, "pose_quaternion": 1, "size": 1}
+
+
 def test_node_end_to_end(node_proc, small_sim):
     from diagnostic_msgs.msg import DiagnosticArray
     from gs_semantic_msgs.msg import ObjectArray
@@ -66,6 +113,16 @@ def test_node_end_to_end(node_proc, small_sim):
                     and diag.get("published_version") == diag.get("version"):
                 break
         assert int(diag.get("frames_processed", 0)) == 12, (diag, (tmp / "node.log").read_text()[-3000:])
+        # fault injection: one corrupted set of each kind; each is skipped and counted, the node stays up
+        injected = inject_faults(n, small_sim)
+        t_end = time.monotonic() + 30
+        while time.monotonic() < t_end:
+            rclpy.spin_once(n, timeout_sec=0.5)
+            if all(int(diag.get(f"skipped_{k}", 0)) >= v for k, v in injected.items()):
+                break
+        for k, v in injected.items():
+            assert int(diag.get(f"skipped_{k}", 0)) == v, (k, diag)
+        assert proc.poll() is None
         r = call(q, QueryObjects.Request(instruction="grab the mug", include_gaussians=True))
         assert r.found, r.message
         assert r.target_phrase == "mug" and r.objects[0].label == "mug"
