@@ -116,6 +116,12 @@ def run_bench(a) -> int:
             print(f"{m:10} {r['query_success']:8.3f} {r['mean_box_iou']:8.3f} {r['gaussian_accuracy']:7.3f} {r['abstention']:8.3f}")
         print("map metrics:", json.dumps(res["map_metrics"]))
         return 0
+    if a.kind == "load":
+        from .cli import ROOT
+        from .ros.load_test import run_load
+        d = _scene(int(a.seeds.split(",")[0]), a.frames, out)
+        res = run_load(out, d, str(ROOT / "config" / "tabletop_demo.yaml"), a.threads, a.per_thread)
+        return 0 if res["failures"] == 0 else 1
     # speed
     from .cli import offline_pipeline
     d = _scene(int(a.seeds.split(",")[0]), a.frames, out)

@@ -66,7 +66,7 @@ class PerceptionConfig:
 @dataclass
 class SemanticsConfig:
     assoc_overlap: float = 0.3         # min share of a mask's weight on an object to join it
-    assoc_min_similarity: float = 0.2  # ... unless its embedding clearly disagrees (cosine below)
+    assoc_min_similarity: float = 0.4  # ... unless its embedding clearly disagrees (cosine below)
     ambiguous_share: float = 0.15      # a mask holding most of >= 2 objects (each this share of it) votes for none
     top_k_views: int = 5
     vocabulary: list = field(default_factory=lambda: list(DEFAULT_VOCABULARY))
@@ -76,6 +76,7 @@ class SemanticsConfig:
     smooth_k: int = 8
     smooth_iters: int = 2
     min_object_gaussians: int = 15
+    min_object_masks: int = 2         # masks (views) an object needs before it is reported
     split_eps: float = 0.04            # m: objects whose Gaussians fall apart at this gap are split
     merge_similarity: float = 0.75     # objects sharing a boundary and this similar are merged
     box_min_opacity: float = 0.1

@@ -70,10 +70,11 @@ class ObjectRegistry:
         Wm, Wb = W[:, 1:], W[:, 0]
         P = votes / votes.sum(1, keepdim=True).clamp(min=1e-9)
         mass = Wm.sum(0).clamp(min=1e-9)
-        overlap = Wm.T @ P                                           # (M, K) mask weight on each object
-        shares = overlap / mass[:, None]                             # share of the mask on each object
-        visible = (W.sum(1) @ P).clamp(min=1e-9)                     # each object's weight in this view
-        coverage = (overlap / visible[None]).cpu().numpy()          # share of the object inside the mask
+        total = W.sum(1, keepdim=True).clamp(min=1e-9)              # each Gaussian's weight in this view
+        core = Wm * (Wm / total)                                     # weight x inside-fraction: border bleed of
+        shares = (core.T @ P) / core.sum(0).clamp(min=1e-9)[:, None]  # neighbours barely counts (thin objects)
+        visible = (total[:, 0] @ P).clamp(min=1e-9)                  # each object's weight in this view
+        coverage = ((Wm.T @ P) / visible[None]).cpu().numpy()        # share of the object inside the mask
         emb = {i: r.embedding() for i, r in self.records.items()}
         assigned = []
         for m in range(Wm.shape[1]):
@@ -121,7 +122,7 @@ class ObjectRegistry:
 
     # ------------------------------------------------------------ refresh
     @torch.no_grad()
-    def refresh(self, gmap: GaussianMap, snap: dict | None = None):
+    def refresh(self, gmap: GaussianMap):
         """Split / merge / smooth, then labels and boxes. Runs on a host snapshot."""
         with gmap.lock:
             self.assign(gmap)
@@ -130,7 +131,13 @@ class ObjectRegistry:
             self.assign(gmap)
             self._smooth(gmap)
             snap = gmap.snapshot()
-        self.objects = self.describe(snap)
+            self.objects = self.describe(snap)
+            # Gaussians of objects too weak to report belong to the background: one published id each
+            orphan = ~np.isin(snap["object_id"], [o.id for o in self.objects])
+            if orphan.any():
+                snap["object_id"][orphan] = BACKGROUND
+                gmap.state["object_id"][torch.as_tensor(orphan, device=gmap.device)] = BACKGROUND
+                self.objects = self.describe(snap)
 
     def _split(self, gmap: GaussianMap):
         ids = gmap.state["object_id"].cpu().numpy()
@@ -196,6 +203,7 @@ class ObjectRegistry:
     def _absorb(self, votes: torch.Tensor, keep: int, gone: int):
         votes[:, keep] += votes[:, gone]
         votes[:, gone] = 0
+        self.records[keep].n_masks += self.records[gone].n_masks
         self.records[keep].views = sorted(self.records[keep].views + self.records[gone].views,
                                           key=lambda v: -v[0])[: self.cfg.top_k_views]
         del self.records[gone]
@@ -243,23 +251,46 @@ class ObjectRegistry:
     def describe(self, snap: dict, box_mode: str = "upright") -> list[SemanticObject]:
         out = []
         ids = snap["object_id"]
+        labels = {}
         for oid in sorted(set(np.unique(ids).tolist()) | {BACKGROUND}):
+            rec = self.records.get(oid)
+            labels[oid] = self.classify(rec.embedding() if rec else None) if oid != BACKGROUND else ("background", 1.0, [])
+        stuff = np.isin(ids, [o for o, lab in labels.items() if o == BACKGROUND or lab[0] in self.cfg.stuff_classes])
+        for oid, (label, conf, alts) in labels.items():
             idx = np.nonzero(ids == oid)[0]
             if len(idx) == 0:
                 continue
             rec = self.records.get(oid)
-            emb = rec.embedding() if rec else None
-            label, conf, alts = self.classify(emb) if oid != BACKGROUND else ("background", 1.0, [])
-            is_bg = oid == BACKGROUND or label in self.cfg.stuff_classes
-            if not is_bg and len(idx) < self.cfg.min_object_gaussians:
+            is_bg = bool(stuff[idx[0]])
+            # a thing needs enough Gaussians and more than one supporting mask (spurious SAM masks)
+            if not is_bg and (len(idx) < self.cfg.min_object_gaussians or rec is None
+                              or rec.n_masks < self.cfg.min_object_masks):
                 continue
             pts = snap["means"][idx]
             clean = clean_points(pts, snap["opacities"][idx], self.cfg.box_min_opacity, self.cfg.box_outlier_std)
             box = fit_box(clean, box_mode)
             # centres sit on the surface patch's middle: grow by the Gaussians' own extent (1 sigma)
             box.size = box.size + 2 * float(np.median(snap["scales"][idx].max(1)))
+            if not is_bg and box_mode == "upright":
+                self._extend_to_support(box, snap["means"][stuff])
             out.append(SemanticObject(
                 id=int(oid), label=label, confidence=conf, alternatives=alts, is_background=is_bg, obb=box,
                 aabb_min=clean.min(0), aabb_max=clean.max(0), centroid=clean.mean(0), num_gaussians=len(idx),
-                gaussian_indices=idx, last_seen=rec.last_seen if rec else 0.0, embedding=emb))
+                gaussian_indices=idx, last_seen=rec.last_seen if rec else 0.0,
+                embedding=rec.embedding() if rec else None))
         return out
+
+    def _extend_to_support(self, box, stuff_pts: np.ndarray, reach: float = 0.05):
+        """Objects rest on something: the unseen underside reaches down to the supporting surface."""
+        if len(stuff_pts) == 0:
+            return
+        loc = (stuff_pts - box.center) @ box.rotation
+        under = np.all(np.abs(loc[:, :2]) <= box.size[:2] / 2, axis=1)
+        bottom = box.center[2] - box.size[2] / 2
+        z = stuff_pts[under, 2]
+        z = z[(z < bottom) & (z > bottom - reach)]
+        if len(z) >= 3:
+            support = float(np.median(z))
+            top = box.center[2] + box.size[2] / 2
+            box.center[2] = (top + support) / 2
+            box.size[2] = top - support
