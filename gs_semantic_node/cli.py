@@ -23,7 +23,8 @@ def cmd_sim(a):
     print(f"wrote {out}/bag (MCAP) + gt.json + gt.npz")
 
 
-def offline_pipeline(bag_dir: str | Path, cfg=None, progress: bool = True, keep_language: bool = False):
+def offline_pipeline(bag_dir: str | Path, cfg=None, progress: bool = True, keep_language: bool = False,
+                     held_out_every: int = 0):
     """Map a simulator bag without ROS (benchmarks, `gs-semantic map`)."""
     from tqdm import tqdm
 
@@ -35,7 +36,11 @@ def offline_pipeline(bag_dir: str | Path, cfg=None, progress: bool = True, keep_
         cfg.perception.gt_path = str(Path(bag_dir) / "gt.json")
     p = SemanticMappingPipeline(cfg)
     p.keep_gaussian_language = keep_language
+    p.held_out = []
     for f in tqdm(list(read_frames(Path(bag_dir) / "bag")), desc="mapping", disable=not progress):
+        if held_out_every and f.index % held_out_every == held_out_every // 2:
+            p.held_out.append(f)          # never shown to the mapper: for novel-view evaluation
+            continue
         p.process(f)
     p.finish()
     return p

@@ -45,6 +45,7 @@ def run_load(out: Path, sim_dir: Path, params: str, threads: int = 4, per_thread
             node = rclpy.create_node(f"load_client_{i}")
             c = node.create_client(QueryObjects, "/gs_semantic/query_objects")
             c.wait_for_service(timeout_sec=30)
+            time.sleep(1.0)     # let the response path match too (a first response can be lost otherwise)
             ex = SingleThreadedExecutor()
             ex.add_node(node)
             for k in range(per_thread):
