@@ -34,3 +34,19 @@ def test_bag_roundtrip_and_determinism(tmp_path, small_sim):
     np.testing.assert_array_equal(a.depth, b.depth)
     np.testing.assert_array_equal(a.gt_instances, b.gt_instances)
     assert (out / "bag" / "bag.mcap").read_bytes() == (small_sim / "bag" / "bag.mcap").read_bytes()
+
+
+def test_rendering_then_optimizer_in_one_process():
+    """Regression: Mesa's LLVM (EGL) loaded before triton's made torch.optim segfault."""
+    import subprocess
+    import sys
+    code = ("import numpy as np\n"
+            "from gs_semantic_node.sim.scene import sample_scene\n"
+            "from gs_semantic_node.sim.render import SceneRenderer, trajectory\n"
+            "r = SceneRenderer(sample_scene(3), 64, 48)\n"
+            "r.render(trajectory('orbit', 3, np.random.default_rng(0))[0])\n"
+            "import torch\n"
+            "torch.optim.Adam([torch.nn.Parameter(torch.zeros(3))])\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]

@@ -8,6 +8,12 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+# Mesa's EGL (llvmpipe) and triton (imported lazily by torch.optim via torch._dynamo) each carry an
+# LLVM; when Mesa's loads first, importing triton later segfaults. Load triton's first.
+try:
+    import torch._dynamo  # noqa: F401,E402
+except Exception:  # pragma: no cover - torch builds without dynamo/triton
+    pass
 import mujoco  # noqa: E402
 
 from ..types import Camera, Frame, OrientedBox  # noqa: E402
