@@ -113,3 +113,10 @@ def test_backproject_matches_pinhole():
     P = backproject(d, cam, torch.eye(4))
     assert torch.allclose(P[5, 10], torch.tensor([0.0, 0.0, 2.0]))
     assert torch.allclose(P[5, 20], torch.tensor([0.2, 0.0, 2.0]))
+
+
+def test_empty_map_saves_and_loads(tmp_path):
+    a = {k: v[:0] for k, v in _arrays().items()}
+    save_map(tmp_path / "empty", a, {})
+    b, _, _ = load_map(tmp_path / "empty")
+    assert len(b["means"]) == 0

@@ -39,7 +39,8 @@ def inject_faults(n, sim) -> dict:
 
     from gs_semantic_node.io.bags import read_frames
     from gs_semantic_node.io.imageconv import encode_image
-    f = next(iter(read_frames(sim / "bag")))
+    frames = list(read_frames(sim / "bag"))
+    f = frames[-1]
     qos = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
     pubs = {k: n.create_publisher(t, topic, qos) for k, (t, topic) in {
         "rgb": (Image, "/camera/color/image_raw"), "depth": (Image, "/camera/depth/image_raw"),
@@ -52,29 +53,33 @@ def inject_faults(n, sim) -> dict:
         m.header.stamp.sec, m.header.stamp.nanosec = int(t), int((t % 1) * 1e9)
         return m
 
-    def send(t, rgb=None, depth=None, quat=(0.0, 0.0, 0.0, 1.0)):
+    def send(t, rgb=None, depth=None, quat=(0.0, 0.0, 0.0, 1.0), pos_offset=0.0):
         r = image(f.rgb, "rgb8", t) if rgb is None else rgb
         d = image(np.round(f.depth * 1000).astype(np.uint16), "16UC1", t) if depth is None else depth
         p = PoseStamped()
         p.header.stamp = r.header.stamp
         q = quat
-        p.pose.position.x, p.pose.position.y, p.pose.position.z = map(float, f.T_world_cam[:3, 3])
+        p.pose.position.x, p.pose.position.y, p.pose.position.z = map(float, f.T_world_cam[:3, 3] + pos_offset)
         p.pose.orientation.x, p.pose.orientation.y, p.pose.orientation.z, p.pose.orientation.w = map(float, q)
         for k, m in (("rgb", r), ("depth", d), ("pose", p), ("gt", image(f.gt_instances.astype(np.uint16), "16UC1", t))):
             pubs[k].publish(m)
         time.sleep(0.3)
 
-    bad = image(f.rgb, "rgb8", 5000.0)
+    t0 = f.stamp + 0.5                    # right after the good stream, so pose jumps are real jumps
+    bad = image(f.rgb, "rgb8", t0)
     bad.encoding = "yuv422"
-    send(5000.0, rgb=bad)
-    send(5001.0, depth=image(np.full(f.depth.shape, np.nan, np.float32), "32FC1", 5001.0))
-    send(5002.0, quat=(0.0, 0.0, 0.0, 2.0))
-    short = image(f.rgb, "rgb8", 5003.0)
+    send(t0, rgb=bad)
+    send(t0 + 0.1, depth=image(np.full(f.depth.shape, np.nan, np.float32), "32FC1", t0 + 0.1))
+    send(t0 + 0.2, quat=(0.0, 0.0, 0.0, 2.0))
+    short = image(f.rgb, "rgb8", t0 + 0.3)
     short.data = short.data[:100]
-    send(5003.0, rgb=short)
+    send(t0 + 0.3, rgb=short)
+    half = image(f.rgb[::2, ::2].copy(), "rgb8", t0 + 0.4)
+    send(t0 + 0.4, rgb=half)                        # rgb smaller than depth
+    send(t0 + 0.5, pos_offset=100.0)               # 100 m in 0.5 s
     for p in pubs.values():
         n.destroy_publisher(p)
-    return {"encoding": 1, "depth_invalid": 1, "pose_quaternion": 1, "size": 1}
+    return {"encoding": 1, "depth_invalid": 1, "pose_quaternion": 1, "size": 1, "size_mismatch": 1, "pose_jump": 1}
 
 
 def test_node_end_to_end(node_proc, small_sim):
@@ -157,3 +162,45 @@ def test_node_end_to_end(node_proc, small_sim):
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=10)
     assert time.monotonic() - t < 5.0
+
+
+def test_sigkill_during_save_map_keeps_previous_map(node_proc, small_sim):
+    from gs_semantic_msgs.srv import QueryObjects, SaveMap
+
+    from gs_semantic_node.io.mapfile import load_map
+    from gs_semantic_node.ros.player import BagPlayer
+    proc, tmp = node_proc
+    rclpy.init()
+    n = rclpy.create_node("test_kill_client")
+    try:
+        save = n.create_client(SaveMap, "/gs_semantic/save_map")
+        assert save.wait_for_service(timeout_sec=90), (tmp / "node.log").read_text()
+        path = str(tmp / "kill_map")
+        f = save.call_async(SaveMap.Request(path=path))          # previous map: the empty one
+        rclpy.spin_until_future_complete(n, f, timeout_sec=30)
+        assert f.result().success
+        before = len(load_map(path)[0]["means"])
+        BagPlayer(small_sim / "bag", rate=2.0).play()
+        q = n.create_client(QueryObjects, "/gs_semantic/query_objects")
+        t_end = time.monotonic() + 180
+        while time.monotonic() < t_end:                          # wait until the map has objects
+            fq = q.call_async(QueryObjects.Request(instruction="grab the mug"))
+            rclpy.spin_until_future_complete(n, fq, timeout_sec=10)
+            if fq.result() is not None and fq.result().found:
+                break
+            time.sleep(1.0)
+        t = time.monotonic()
+        f = save.call_async(SaveMap.Request(path=path))
+        rclpy.spin_until_future_complete(n, f, timeout_sec=60)
+        dur = time.monotonic() - t
+        grown = len(load_map(path)[0]["means"])
+        assert grown > before
+        f = save.call_async(SaveMap.Request(path=path))
+        time.sleep(max(0.005, 0.5 * dur))                       # part-way through the save
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        n.destroy_node()
+        rclpy.try_shutdown()
+    arrays, _, _ = load_map(path)                                 # never corrupt: old or new, complete
+    assert len(arrays["means"]) >= grown

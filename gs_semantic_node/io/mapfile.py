@@ -50,8 +50,14 @@ def save_map(path: str | Path, arrays: dict, records: dict | None = None, meta: 
     t = lambda k: torch.as_tensor(np.asarray(arrays[k]), dtype=torch.float32)  # noqa: E731
     sh0 = ((t("rgb") - 0.5) / SH_C0)[:, None, :]
     op = t("opacities").clamp(1e-6, 1 - 1e-6)
-    data = export_splats(means=t("means"), scales=torch.log(t("scales").clamp(min=1e-9)), quats=t("quats"),
-                         opacities=torch.log(op / (1 - op)), sh0=sh0, shN=torch.zeros(len(sh0), 0, 3), format="ply")
+    if len(sh0):
+        data = export_splats(means=t("means"), scales=torch.log(t("scales").clamp(min=1e-9)), quats=t("quats"),
+                             opacities=torch.log(op / (1 - op)), sh0=sh0, shN=torch.zeros(len(sh0), 0, 3), format="ply")
+    else:   # an empty map is a valid map (export_splats cannot shape zero rows)
+        from plyfile import PlyElement
+        buf0 = io.BytesIO()
+        PlyData([PlyElement.describe(np.zeros(0, dtype=[(k, "<f4") for k in REQUIRED]), "vertex")]).write(buf0)
+        data = buf0.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     rec = {str(k): [[float(w), np.asarray(e, np.float32).tolist()] for w, e in v] for k, v in (records or {}).items()}
     buf = io.BytesIO()
