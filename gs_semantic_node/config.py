@@ -82,7 +82,7 @@ class SemanticsConfig:
     box_min_opacity: float = 0.1
     box_outlier_std: float = 2.0
     refresh_every: int = 3             # keyframes between split/merge/smoothing passes
-    max_objects: int = 128
+    max_objects: int = 128             # cap: vote columns per Gaussian (incl. background)
 
 
 @dataclass
@@ -105,7 +105,6 @@ class NodeConfig:
     pose_topic: str = "/camera/pose"
     gt_instances_topic: str = "/sim/instance_mask"
     map_frame: str = "map"
-    use_tf: bool = True                # use tf2 for the camera pose when it imports
     sync_slop: float = 0.02            # s
     queue_size: int = 8                # frames waiting for the mapper (oldest dropped)
     reliable_input: bool = False       # RELIABLE sensor subscriptions (bag replay); default best effort

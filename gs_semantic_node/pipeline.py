@@ -34,7 +34,7 @@ class Snapshot:
 class SemanticMappingPipeline:
     def __init__(self, cfg: Config, mask_generator=None, embedder=None, seed: int = 0):
         self.cfg = cfg
-        self.mapper = Mapper(cfg.mapper, seed=seed)
+        self.mapper = Mapper(cfg.mapper, seed=seed, max_objects=cfg.semantics.max_objects)
         self.masks = mask_generator or make_mask_generator(cfg.perception)
         self.embedder = embedder or make_embedder(cfg.perception)
         self.registry = ObjectRegistry(cfg.semantics, self.embedder.embed_text)

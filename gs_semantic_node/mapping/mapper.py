@@ -59,14 +59,14 @@ class Keyframe:
 
 
 class Mapper:
-    def __init__(self, cfg: MapperConfig, seed: int = 0):
+    def __init__(self, cfg: MapperConfig, seed: int = 0, max_objects: int = 128):
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         backend = cfg.backend
         if backend == "auto" and self.device.type == "cpu":
             backend = "torch"
         self.raster = make_rasterizer(backend)
-        self.map = GaussianMap(cfg.feature_dim, self.device)
+        self.map = GaussianMap(cfg.feature_dim, self.device, max_objects=max_objects)
         self.keyframes: list[Keyframe] = []
         self.rng = random.Random(seed)
         torch.manual_seed(seed)
