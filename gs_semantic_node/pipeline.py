@@ -53,7 +53,8 @@ class SemanticMappingPipeline:
             if kf is None:
                 return False
             t1 = time.perf_counter()
-            prompts = self.project_boxes(kf, frame.camera) if self.cfg.perception.sam_map_guided else None
+            pc = self.cfg.perception
+            prompts = self.project_boxes(kf, frame.camera) if pc.masks == "sam" and pc.sam_map_guided else None
             masks = self.masks.generate(frame, prompts)
             emb = self.embedder.embed_masks(frame, masks) if masks else np.zeros((0, 1), np.float32)
             t2 = time.perf_counter()

@@ -30,6 +30,14 @@ def node_proc(small_sim, tmp_path):
         p.wait()
 
 
+def call(node, cli, req, timeout=30):
+    """Synchronous service call from the test's node; fails the test on timeout."""
+    f = cli.call_async(req)
+    rclpy.spin_until_future_complete(node, f, timeout_sec=timeout)
+    assert f.done() and f.result() is not None, f"{cli.srv_name} timed out"
+    return f.result()
+
+
 def inject_faults(n, sim) -> dict:
     """Publish corrupted frames (later stamps, otherwise valid companions); returns expected counts."""
     import numpy as np
@@ -96,14 +104,8 @@ def test_node_end_to_end(node_proc, small_sim):
         q = n.create_client(QueryObjects, "/gs_semantic/query_objects")
         assert q.wait_for_service(timeout_sec=90), (tmp / "node.log").read_text()
 
-        def call(cli, req, t=30):
-            f = cli.call_async(req)
-            rclpy.spin_until_future_complete(n, f, timeout_sec=t)
-            assert f.done(), f"{cli.srv_name} timed out"
-            return f.result()
-
         # empty map: an honest "not found", never a made-up object
-        r = call(q, QueryObjects.Request(instruction="grab the mug"))
+        r = call(n, q, QueryObjects.Request(instruction="grab the mug"))
         assert not r.found and "empty" in r.message
         diag = {}
         n.create_subscription(DiagnosticArray, "/diagnostics",
@@ -128,23 +130,23 @@ def test_node_end_to_end(node_proc, small_sim):
         for k, v in injected.items():
             assert int(diag.get(f"skipped_{k}", 0)) == v, (k, diag)
         assert proc.poll() is None
-        r = call(q, QueryObjects.Request(instruction="grab the mug", include_gaussians=True))
+        r = call(n, q, QueryObjects.Request(instruction="grab the mug", include_gaussians=True))
         assert r.found, r.message
         assert r.target_phrase == "mug" and r.objects[0].label == "mug"
         assert len(r.objects[0].gaussian_indices) == r.objects[0].num_gaussians > 0
         assert len(r.objects[0].gaussian_positions) == 3 * len(r.objects[0].gaussian_indices)
-        r = call(q, QueryObjects.Request(instruction="   "))
+        r = call(n, q, QueryObjects.Request(instruction="   "))
         assert not r.found and "rejected" in r.message
-        lst = call(n.create_client(ListObjects, "/gs_semantic/list_objects"), ListObjects.Request())
+        lst = call(n, n.create_client(ListObjects, "/gs_semantic/list_objects"), ListObjects.Request())
         assert len(lst.objects) >= 2
-        seg = call(n.create_client(SegmentAt, "/gs_semantic/segment_at"),
+        seg = call(n, n.create_client(SegmentAt, "/gs_semantic/segment_at"),
                    SegmentAt.Request(u=80, v=60, use_latest_keyframe=True))
         assert isinstance(seg.found, bool) and seg.message
-        save = call(n.create_client(SaveMap, "/gs_semantic/save_map"), SaveMap.Request(path=str(tmp / "m")), 60)
+        save = call(n, n.create_client(SaveMap, "/gs_semantic/save_map"), SaveMap.Request(path=str(tmp / "m")), 60)
         assert save.success, save.message
-        bad = call(n.create_client(LoadMap, "/gs_semantic/load_map"), LoadMap.Request(path=str(tmp / "nope")))
+        bad = call(n, n.create_client(LoadMap, "/gs_semantic/load_map"), LoadMap.Request(path=str(tmp / "nope")))
         assert not bad.success and "current map kept" in bad.message
-        good = call(n.create_client(LoadMap, "/gs_semantic/load_map"), LoadMap.Request(path=str(tmp / "m")), 60)
+        good = call(n, n.create_client(LoadMap, "/gs_semantic/load_map"), LoadMap.Request(path=str(tmp / "m")), 60)
         assert good.success, good.message
         # a late subscriber still gets the object list (transient local)
         got = []
@@ -176,26 +178,21 @@ def test_sigkill_during_save_map_keeps_previous_map(node_proc, small_sim):
         save = n.create_client(SaveMap, "/gs_semantic/save_map")
         assert save.wait_for_service(timeout_sec=90), (tmp / "node.log").read_text()
         path = str(tmp / "kill_map")
-        f = save.call_async(SaveMap.Request(path=path))          # previous map: the empty one
-        rclpy.spin_until_future_complete(n, f, timeout_sec=30)
-        assert f.result().success
+        assert call(n, save, SaveMap.Request(path=path)).success   # previous map: the empty one
         before = len(load_map(path)[0]["means"])
         BagPlayer(small_sim / "bag", rate=2.0).play()
         q = n.create_client(QueryObjects, "/gs_semantic/query_objects")
         t_end = time.monotonic() + 180
         while time.monotonic() < t_end:                          # wait until the map has objects
-            fq = q.call_async(QueryObjects.Request(instruction="grab the mug"))
-            rclpy.spin_until_future_complete(n, fq, timeout_sec=10)
-            if fq.result() is not None and fq.result().found:
+            if call(n, q, QueryObjects.Request(instruction="grab the mug"), 10).found:
                 break
             time.sleep(1.0)
         t = time.monotonic()
-        f = save.call_async(SaveMap.Request(path=path))
-        rclpy.spin_until_future_complete(n, f, timeout_sec=60)
+        assert call(n, save, SaveMap.Request(path=path), 60).success
         dur = time.monotonic() - t
         grown = len(load_map(path)[0]["means"])
         assert grown > before
-        f = save.call_async(SaveMap.Request(path=path))
+        save.call_async(SaveMap.Request(path=path))              # in flight when the node is killed
         time.sleep(max(0.005, 0.5 * dur))                       # part-way through the save
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)

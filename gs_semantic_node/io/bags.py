@@ -11,6 +11,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from ..types import Camera, Frame
 from .imageconv import decode_image, depth_to_metres, encode_image
+from .validate import camera_from_info, pose_matrix, stamp_seconds
 
 MSG_DIR = Path(__file__).resolve().parents[2] / "msg"
 TOPICS = {
@@ -105,18 +106,6 @@ class BagWriter:
             self._write("gt", image_msg(self.ts, frame.gt_instances.astype(np.uint16), "16UC1", t, cf), t)
 
 
-def _stamp(msg) -> float:
-    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-
-
-def pose_to_matrix(position, orientation) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_quat([orientation.x, orientation.y, orientation.z, orientation.w]).as_matrix()
-    T[:3, 3] = [position.x, position.y, position.z]
-    return T
-
-
 def read_frames(path: str | Path) -> Iterator[Frame]:
     """Frames from a bag written by BagWriter (messages grouped by identical stamps)."""
     ts = typestore(with_ours=False)
@@ -127,7 +116,7 @@ def read_frames(path: str | Path) -> Iterator[Frame]:
         conns = [c for c in reader.connections if c.topic in topic_key]
         for conn, _, raw in reader.messages(connections=conns):
             msg = ts.deserialize_cdr(raw, conn.msgtype)
-            t = _stamp(msg)
+            t = stamp_seconds(msg.header)
             slot = pending.setdefault(t, {})
             slot[topic_key[conn.topic]] = msg
             if all(k in slot for k in ("rgb", "depth", "info", "pose")) and ("gt" in slot or "gt" not in
@@ -142,11 +131,10 @@ def frame_from_msgs(slot: dict, index: int = -1, depth_unit: str = "auto") -> Fr
     rgb = decode_image(rgb_m.encoding, rgb_m.height, rgb_m.width, rgb_m.step, rgb_m.is_bigendian, rgb_m.data)
     d_raw = decode_image(d_m.encoding, d_m.height, d_m.width, d_m.step, d_m.is_bigendian, d_m.data)
     depth = depth_to_metres(d_raw, d_m.encoding, depth_unit)
-    k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
-    cam = Camera(float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]), int(info.width), int(info.height))
+    cam = camera_from_info(info)
     gt = None
     if "gt" in slot:
         g = slot["gt"]
         gt = decode_image(g.encoding, g.height, g.width, g.step, g.is_bigendian, g.data).astype(np.int32)
-    T = pose_to_matrix(pose.pose.position, pose.pose.orientation)
-    return Frame(rgb, depth, cam, T, _stamp(rgb_m), index, gt)
+    T = pose_matrix(pose.pose.position, pose.pose.orientation)
+    return Frame(rgb, depth, cam, T, stamp_seconds(rgb_m.header), index, gt)

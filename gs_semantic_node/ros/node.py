@@ -11,7 +11,6 @@ import threading
 import time
 import traceback
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
@@ -29,7 +28,7 @@ from gs_semantic_msgs.srv import ListObjects, LoadMap, QueryObjects, SaveMap, Se
 from ..config import Config
 from ..io.validate import ApproxSync, InputFault, InputValidator, camera_from_info, pose_matrix, stamp_seconds
 from ..pipeline import SemanticMappingPipeline
-from .convert import cloud_msg, marker_array, object_msg, to_time
+from .convert import cloud_msg, marker_array, object_msg
 
 
 def _ros_value(v):

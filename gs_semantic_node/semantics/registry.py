@@ -251,10 +251,11 @@ class ObjectRegistry:
     def describe(self, snap: dict, box_mode: str = "upright") -> list[SemanticObject]:
         out = []
         ids = snap["object_id"]
-        labels = {}
+        labels, embs = {}, {}
         for oid in sorted(set(np.unique(ids).tolist()) | {BACKGROUND}):
             rec = self.records.get(oid)
-            labels[oid] = self.classify(rec.embedding() if rec else None) if oid != BACKGROUND else ("background", 1.0, [])
+            embs[oid] = rec.embedding() if rec else None
+            labels[oid] = self.classify(embs[oid]) if oid != BACKGROUND else ("background", 1.0, [])
         stuff = np.isin(ids, [o for o, lab in labels.items() if o == BACKGROUND or lab[0] in self.cfg.stuff_classes])
         for oid, (label, conf, alts) in labels.items():
             idx = np.nonzero(ids == oid)[0]
@@ -276,8 +277,7 @@ class ObjectRegistry:
             out.append(SemanticObject(
                 id=int(oid), label=label, confidence=conf, alternatives=alts, is_background=is_bg, obb=box,
                 aabb_min=clean.min(0), aabb_max=clean.max(0), centroid=clean.mean(0), num_gaussians=len(idx),
-                gaussian_indices=idx, last_seen=rec.last_seen if rec else 0.0,
-                embedding=rec.embedding() if rec else None))
+                gaussian_indices=idx, last_seen=rec.last_seen if rec else 0.0, embedding=embs[oid]))
         return out
 
     def _extend_to_support(self, box, stuff_pts: np.ndarray, reach: float = 0.05):
