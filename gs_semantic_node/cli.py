@@ -65,7 +65,13 @@ def cmd_demo(a):
     return 0 if res.get("ok") else 1
 
 
+DEVICE_BENCHES = ("mapping", "perception", "lift", "latency")
+
+
 def cmd_bench(a):
+    if a.kind in DEVICE_BENCHES:
+        from .bench_device import run
+        return run(a)
     from .bench import run_bench
     return run_bench(a)
 
@@ -99,13 +105,24 @@ def main(argv=None):
     d.add_argument("--clip-checkpoint", default="", help="use real CLIP (ViT-B-16) instead of the text proxy")
     d.set_defaults(fn=cmd_demo)
     b = sub.add_parser("bench", help="quality / speed benchmarks (JSON + table)")
-    b.add_argument("kind", choices=["quality", "speed", "load"])
+    b.add_argument("kind", choices=["quality", "speed", "load", *DEVICE_BENCHES])
     b.add_argument("--seeds", default="101,102,103")
     b.add_argument("--tune-seeds", default="1,2")
     b.add_argument("--out", default="out/bench")
     b.add_argument("--frames", type=int, default=30)
     b.add_argument("--threads", type=int, default=4, help="load: client threads")
     b.add_argument("--per-thread", type=int, default=2500, help="load: queries per client thread")
+    b.add_argument("--sim-dirs", default="", help="mapping/perception/lift: existing simulator dirs (comma list)")
+    b.add_argument("--width", type=int, default=160, help="mapping/lift: working resolution")
+    b.add_argument("--height", type=int, default=120)
+    b.add_argument("--iters", type=int, default=8, help="mapping: optimisation iterations per keyframe")
+    b.add_argument("--device", default="auto")
+    b.add_argument("--sam-models", default="vit_b,vit_h", help="perception: SAM types (random weights) or 'tiny'")
+    b.add_argument("--clip-model", default="ViT-B-16", help="perception/latency: open_clip model (random weights), "
+                                                            "'tiny', or latency's 'text_proxy'")
+    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--sizes", default="500000", help="lift/latency: map sizes in Gaussians (comma list)")
+    b.add_argument("--objects", type=int, default=50, help="latency: objects the map is split into")
     b.set_defaults(fn=cmd_bench)
     a = ap.parse_args(argv)
     return a.fn(a) or 0

@@ -1,5 +1,5 @@
 """CLIP embeddings through open_clip: one vector per mask from masked + context crops
-(OpenMask3D-style multi-scale), batched; text embeddings cached."""
+(OpenMask3D-style multi-scale) cut on the model's device, batched; text embeddings cached."""
 from __future__ import annotations
 
 import json
@@ -46,33 +46,47 @@ class ClipEmbedder:
         self.dim = int(model.text_projection.shape[1] if hasattr(model, "text_projection") and
                        model.text_projection is not None else model.visual.output_dim)
         self._text_cache: dict[str, np.ndarray] = {}
+        pc = getattr(model.visual, "preprocess_cfg", {}) or {}
+        size = pc.get("size", getattr(model.visual, "image_size", 224))
+        self.size = tuple(size) if isinstance(size, (tuple, list)) else (int(size), int(size))
+        self.mean = torch.tensor(pc.get("mean", (0.48145466, 0.4578275, 0.40821073)), device=self.device)[:, None, None]
+        self.std = torch.tensor(pc.get("std", (0.26862954, 0.26130258, 0.27577711)), device=self.device)[:, None, None]
 
-    def crops(self, rgb: np.ndarray, m: Mask) -> list:
-        from PIL import Image
-        H, W = rgb.shape[:2]
-        x0, y0, x1, y1 = m.bbox()
-        cx, cy, w, h = (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0
-        out = []
-        for i, s in enumerate(self.scales):
-            a0, b0 = int(max(0, cx - s * w / 2)), int(max(0, cy - s * h / 2))
-            a1, b1 = int(min(W, cx + s * w / 2 + 1)), int(min(H, cy + s * h / 2 + 1))
-            crop = rgb[b0:b1, a0:a1].copy()
-            if i == 0:   # tight crop: background greyed out so CLIP sees the object alone
-                crop[~m.mask[b0:b1, a0:a1]] = 127
-            out.append(Image.fromarray(crop))
-        return out
+    def crop_boxes(self, masks: list[Mask]) -> torch.Tensor:
+        """(M*S, 5) roi boxes: a square around each mask's box per scale (no object cut off by a
+        centre crop, context grows with the scale)."""
+        rows = []
+        for i, m in enumerate(masks):
+            x0, y0, x1, y1 = m.bbox()
+            cx, cy, side = (x0 + x1 + 1) / 2, (y0 + y1 + 1) / 2, max(x1 - x0 + 1, y1 - y0 + 1, 4)
+            for s in self.scales:
+                h = s * side / 2
+                rows.append([i, cx - h, cy - h, cx + h, cy + h])
+        return torch.tensor(rows, dtype=torch.float32, device=self.device)
 
     @torch.no_grad()
     def embed_masks(self, frame: Frame, masks: list[Mask]) -> np.ndarray:
+        """Crops are cut and resized on the model's device in one roi_align per batch; the
+        first scale greys out everything outside the mask so CLIP sees the object alone."""
+        from torchvision.ops import roi_align
         if not masks:
             return np.zeros((0, self.dim), np.float32)
-        ims = [c for m in masks for c in self.crops(frame.rgb, m)]
-        feats = []
-        for i in range(0, len(ims), self.batch):
-            x = torch.stack([self.preprocess(im) for im in ims[i:i + self.batch]]).to(self.device)
-            feats.append(torch.nn.functional.normalize(self.model.encode_image(x).float(), dim=-1).cpu())
-        f = torch.cat(feats).reshape(len(masks), len(self.scales), -1).mean(1)
-        return l2n(f.numpy())
+        img = torch.from_numpy(np.ascontiguousarray(frame.rgb)).to(self.device).permute(2, 0, 1).float()[None] / 255
+        mstack = torch.from_numpy(np.stack([m.mask for m in masks])).to(self.device).float()[:, None]
+        boxes = self.crop_boxes(masks)
+        S = len(self.scales)
+        out = []
+        for i in range(0, len(boxes), self.batch):
+            b = boxes[i:i + self.batch]
+            crop = roi_align(img, torch.cat([torch.zeros_like(b[:, :1]), b[:, 1:]], 1), self.size, aligned=True)
+            m = roi_align(mstack, b, self.size, aligned=True)          # column 0 of b = mask index
+            tight = ((torch.arange(i, i + len(b), device=self.device) % S) == 0)[:, None, None, None]
+            grey = torch.full_like(crop, 0.5)
+            crop = torch.where(tight, crop * m + grey * (1 - m), crop)
+            x = (crop - self.mean) / self.std
+            out.append(torch.nn.functional.normalize(self.model.encode_image(x).float(), dim=-1))
+        f = torch.cat(out).reshape(len(masks), S, -1).mean(1)
+        return l2n(f.cpu().numpy())
 
     @torch.no_grad()
     def embed_text(self, texts: list[str]) -> np.ndarray:

@@ -2,10 +2,19 @@
 from __future__ import annotations
 
 import numpy as np
-import open3d as o3d
 from scipy.spatial import ConvexHull, QhullError
 
 from ..types import OrientedBox
+
+
+def _o3d():
+    """open3d is imported on first use so the mapping/lifting core loads where it is absent
+    (a GPU box without it can still map and lift); fitting a box without it fails loudly."""
+    try:
+        import open3d
+    except ImportError as e:
+        raise RuntimeError("object boxes need the 'open3d' package (pip install open3d)") from e
+    return open3d
 
 
 def clean_points(points: np.ndarray, opacities: np.ndarray, min_opacity: float = 0.1,
@@ -13,6 +22,7 @@ def clean_points(points: np.ndarray, opacities: np.ndarray, min_opacity: float =
     p = points[opacities >= min_opacity] if (opacities >= min_opacity).sum() >= 4 else points
     if len(p) < nb + 1:
         return p
+    o3d = _o3d()
     pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(p.astype(np.float64)))
     _, keep = pc.remove_statistical_outlier(nb_neighbors=nb, std_ratio=std_ratio)
     return p[np.asarray(keep, dtype=int)] if len(keep) >= 4 else p
@@ -49,6 +59,7 @@ def upright_box(points: np.ndarray) -> OrientedBox:
 
 
 def minimal_box(points: np.ndarray) -> OrientedBox:
+    o3d = _o3d()
     pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points.astype(np.float64)))
     b = pc.get_minimal_oriented_bounding_box()
     return OrientedBox(np.asarray(b.center), np.asarray(b.R), np.asarray(b.extent))

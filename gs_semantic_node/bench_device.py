@@ -1,0 +1,319 @@
+"""`gs-semantic bench mapping|perception|lift|latency`: the speed figures that matter on a GPU.
+
+They run on CPU too (small sizes, tiny random models) so the same code is smoke-tested in CI.
+Timings synchronise the device around each measured call and exclude one-off costs (gsplat's
+JIT build, model construction) through a warm-up call. SAM/CLIP timings use randomly
+initialised weights: their cost does not depend on the weights, but how many masks survive the
+score filters does, so the perception bench reports mask counts beside every time and runs a
+"keep-all" setting where no filter removes anything.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import MapperConfig, QueryConfig, SemanticsConfig
+from .mapping.mapper import Mapper, backproject, resolve_device
+from .perception.base import Mask, l2n
+
+
+def device_name(dev: torch.device) -> str:
+    import platform
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({platform.processor() or 'x86_64'})"
+
+
+def _sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def timed(fn, dev, repeats: int = 1, warmup: int = 1) -> tuple[list[float], object]:
+    """Milliseconds per call (device synchronised), after `warmup` untimed calls."""
+    out = None
+    for _ in range(warmup):
+        out = fn()
+    ts = []
+    for _ in range(repeats):
+        _sync(dev)
+        t = time.perf_counter()
+        out = fn()
+        _sync(dev)
+        ts.append(1e3 * (time.perf_counter() - t))
+    return ts, out
+
+
+def _peak_reset(dev):
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+
+def _peak_gb(dev) -> float:
+    if dev.type == "cuda":
+        return torch.cuda.max_memory_allocated(dev) / 2 ** 30
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+
+def load_frames(sim_dir: Path) -> list:
+    from .io.bags import read_frames
+    return list(read_frames(Path(sim_dir) / "bag"))
+
+
+# ------------------------------------------------------------------ mapping
+def bench_mapping(sim_dirs: list[Path], width: int, height: int, iters: int, held_out_every: int = 5,
+                  device: str = "auto", backend: str = "auto", max_gaussians: int = 300_000) -> list[dict]:
+    """Mapper alone on simulator bags: frames integrated per second, held-out PSNR / depth L1."""
+    rows = []
+    for d in sim_dirs:
+        frames = load_frames(d)
+        is_held = [bool(held_out_every) and f.index % held_out_every == held_out_every // 2 for f in frames]
+        held = [f for f, h in zip(frames, is_held) if h]          # never integrated: novel views
+        train = [f for f, h in zip(frames, is_held) if not h]
+        cfg = MapperConfig(width=width, height=height, iters_per_keyframe=iters, device=device, backend=backend,
+                           max_gaussians=max_gaussians)
+        warm = Mapper(cfg)                 # gsplat's JIT build and CUDA context happen here, untimed
+        warm.integrate(train[0])
+        m = Mapper(cfg)
+        dev = m.device
+        _peak_reset(dev)
+        _sync(dev)
+        t0 = time.perf_counter()
+        for f in train:
+            m.integrate(f)
+        _sync(dev)
+        wall = time.perf_counter() - t0
+        ev = [m.evaluate(f) for f in held]
+        rows.append({"scene": Path(d).name, "device": device_name(dev), "backend": type(m.raster).__name__,
+                     "resolution": [m.keyframes[0].camera.width, m.keyframes[0].camera.height],
+                     "iters_per_keyframe": iters, "frames": len(train), "keyframes": len(m.keyframes),
+                     "frames_per_s": len(train) / wall, "ms_per_keyframe": 1e3 * wall / max(1, len(m.keyframes)),
+                     "heldout_frames": len(held),
+                     "heldout_psnr_db": float(np.mean([e["psnr"] for e in ev])) if ev else float("nan"),
+                     "heldout_depth_l1_m": float(np.nanmean([e["depth_l1"] for e in ev])) if ev else float("nan"),
+                     "gaussians": len(m.map), "peak_mem_gb": _peak_gb(dev)})
+    return rows
+
+
+# ------------------------------------------------------------------ perception
+def _rect_masks(W: int, H: int, n: int, seed: int = 0) -> list[Mask]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        w, h = int(rng.integers(W // 20, W // 4)), int(rng.integers(H // 20, H // 4))
+        x, y = int(rng.integers(0, W - w)), int(rng.integers(0, H - h))
+        m = np.zeros((H, W), bool)
+        m[y:y + h, x:x + w] = True
+        out.append(Mask(m, 1.0, "object"))
+    return out
+
+
+def _random_sam(model_type: str):
+    if model_type == "tiny":
+        from .perception.sam import tiny_sam
+        return tiny_sam(64)
+    from segment_anything import sam_model_registry
+    return sam_model_registry[model_type](checkpoint=None)     # random init: timing only
+
+
+def _random_clip(model_name: str, dev: torch.device):
+    import open_clip
+    if model_name == "tiny":
+        from .perception.clip import register_tiny_clip
+        model_name = register_tiny_clip()
+    model, _, pre = open_clip.create_model_and_transforms(model_name, pretrained=None, device=dev)
+    from .perception.clip import ClipEmbedder
+    return ClipEmbedder(model.eval(), pre, open_clip.get_tokenizer(model_name), device=str(dev))
+
+
+def bench_perception(frame, sam_models: list[str], clip_model: str, device: str = "auto", repeats: int = 3,
+                     clip_masks: int = 40, stock: bool = True, report=None) -> list[dict]:
+    """Per keyframe: our SAM generator (device-side filtering + NMS, batched prompts) vs the stock
+    SamAutomaticMaskGenerator, and CLIP per mask, on one 640x480 frame."""
+    from segment_anything import SamAutomaticMaskGenerator
+
+    from .perception.sam import SamMaskGenerator
+    dev = resolve_device(device)
+    rows = _Rows(report, device_name(dev))
+    H, W = frame.rgb.shape[:2]
+    clip = _random_clip(clip_model, dev)
+    cmasks = _rect_masks(W, H, clip_masks)
+    ts, _ = timed(lambda: clip.embed_masks(frame, cmasks), dev, repeats)
+    clip_ms = float(np.median(ts))
+    rows.append({"what": f"CLIP {clip_model} ({len(clip.scales)} crops/mask)", "masks": clip_masks,
+                 "ms": clip_ms, "ms_per_mask": clip_ms / clip_masks})
+    settings = {"default filters": (0.88, 0.95), "keep-all": (-1e9, 0.0)}
+    sams = {}
+    for sname, (iou_t, stab_t) in settings.items():      # every model's default row before any keep-all row
+        for mt in sam_models:
+            sam = sams.setdefault(mt, _random_sam(mt).to(dev).eval())
+            for pps in (32, 16):
+                gen = SamMaskGenerator(sam, str(dev), points_per_side=pps, pred_iou_thresh=iou_t,
+                                       stability_thresh=stab_t, map_guided=False)
+                ts, masks = timed(lambda: gen.generate(frame), dev, repeats)
+                rows.append({"what": f"SAM {mt} ours ({pps}x{pps} points, {gen.bf16 and 'bf16' or 'fp32'})",
+                             "filters": sname, "ms": float(np.median(ts)), "masks": len(masks)})
+                if pps == 16 and sname == "default filters":
+                    full = lambda: clip.embed_masks(frame, gen.generate(frame) or cmasks[:1])  # noqa: E731
+                    tf, _ = timed(full, dev, repeats)
+                    rows.append({"what": f"full perception: SAM {mt} ours 16x16 + CLIP on its masks",
+                                 "filters": sname, "ms": float(np.median(tf)), "masks": len(masks)})
+            if stock:
+                gen = SamAutomaticMaskGenerator(sam, points_per_side=32, pred_iou_thresh=iou_t,
+                                                stability_score_thresh=stab_t)
+                n = 1 if sname == "keep-all" else repeats       # the stock path is slow: few calls
+                ts, masks = timed(lambda: gen.generate(frame.rgb), dev, n, warmup=0)
+                rows.append({"what": f"SAM {mt} stock SamAutomaticMaskGenerator (32x32, fp32)", "filters": sname,
+                             "ms": float(np.median(ts)), "masks": len(masks)})
+    return list(rows)
+
+
+class _Rows(list):
+    """Rows that are printed (and handed to `report`) as they are measured, so a run cut off by
+    a time limit still leaves what it measured."""
+
+    def __init__(self, report, device: str):
+        super().__init__()
+        self.report, self.device = report, device
+
+    def append(self, row: dict):
+        row["device"] = self.device
+        super().append(row)
+        print(json.dumps(row), flush=True)
+        if self.report:
+            self.report(list(self))
+
+
+# ------------------------------------------------------------------ lifting
+def synthetic_map(frame, n: int, width: int, height: int, device: str = "auto", seed: int = 0):
+    """A mapper holding `n` Gaussians on the frame's observed surface (jittered copies of its
+    back-projected depth), plus the frame as a keyframe: lifting cost at a chosen map size."""
+    cfg = MapperConfig(width=width, height=height, device=device, max_gaussians=max(n, 1))
+    m = Mapper(cfg, seed=seed)
+    kf = m.prepare(frame)
+    pts = backproject(kf.depth, kf.camera, kf.T_world_cam)[kf.depth > 0]
+    rgb = kf.rgb[kf.depth > 0]
+    g = torch.Generator(device=m.device).manual_seed(seed)
+    idx = torch.randint(0, pts.shape[0], (n,), generator=g, device=m.device)
+    jitter = torch.randn(n, 3, generator=g, device=m.device) * 0.003
+    scales = torch.full((n, 3), 0.004, device=m.device)
+    m.map.append(pts[idx] + jitter, rgb[idx], scales, opacity=0.9)
+    m.keyframes.append(kf)
+    return m, kf
+
+
+def bench_lift(frame, sizes: list[int], width: int, height: int, n_masks: int = 40, device: str = "auto",
+               repeats: int = 5, emb_dim: int = 512) -> list[dict]:
+    from .semantics.lifting import mask_weights
+    from .semantics.registry import ObjectRegistry
+    rows = []
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        m, kf = synthetic_map(frame, n, width, height, device)
+        dev = m.device
+        masks = [mk.mask for mk in _rect_masks(width, height, n_masks)]
+        emb = l2n(rng.normal(size=(n_masks, emb_dim)).astype(np.float32))
+        reg = ObjectRegistry(SemanticsConfig(), lambda t: l2n(rng.normal(size=(len(t), emb_dim)).astype(np.float32)))
+        tw, Wt = timed(lambda: mask_weights(m, kf, masks), dev, repeats)
+        tu, _ = timed(lambda: reg.update(m.map, Wt, emb, 0.0, [int(x.sum()) for x in masks]), dev, repeats)
+        rows.append({"gaussians": len(m.map), "resolution": [width, height], "masks": n_masks,
+                     "trace_ms": float(np.median(tw)), "registry_update_ms": float(np.median(tu)),
+                     "lift_ms": float(np.median(tw) + np.median(tu)), "device": device_name(dev),
+                     "backend": type(m.raster).__name__})
+        del m, kf, Wt
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+# ------------------------------------------------------------------ query latency
+PHRASES = ["grab the {}", "pick up the {}", "where is the {}?", "bring me the {} please", "the {} next to the bowl"]
+ATTRS = ["", "red ", "small ", "white ", "big ", "green ", "metal ", "wooden "]
+
+
+def synthetic_objects(n_gaussians: int, n_objects: int, dim: int, seed: int = 0) -> list:
+    from .types import OrientedBox, SemanticObject
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.choice(np.arange(1, n_gaussians), n_objects - 1, replace=False))
+    parts = np.split(np.arange(n_gaussians), cuts)
+    objs = []
+    for i, idx in enumerate(parts):
+        c = rng.uniform(-1, 1, 3)
+        objs.append(SemanticObject(i, "object", 0.9, is_background=(i == 0), obb=OrientedBox(c, np.eye(3), np.full(3, 0.1)),
+                                   centroid=c, num_gaussians=len(idx), gaussian_indices=idx,
+                                   embedding=l2n(rng.normal(size=dim).astype(np.float32))))
+    return objs
+
+
+def bench_latency(n_gaussians: int, n_objects: int, embedder, queries: int = 300, vocab: list[str] | None = None
+                  ) -> dict:
+    """In-process `QueryEngine.query` on a map of n_gaussians split into n_objects (text encoding
+    included: cold = each phrase new to the cache, warm = cached)."""
+    from .query.engine import QueryEngine
+    from .config import DEFAULT_VOCABULARY
+    vocab = vocab or DEFAULT_VOCABULARY
+    dim = embedder.embed_text(["x"]).shape[1]
+    objs = synthetic_objects(n_gaussians, n_objects, dim)
+    eng = QueryEngine(QueryConfig(), embedder.embed_text)
+    texts = [p.format(a + v) for p in PHRASES for a in ATTRS for v in vocab][:queries]
+    eng.query(texts[0], objs)        # negatives + first encode, untimed
+    res = {}
+    for name, batch in (("cold", texts[1:]), ("warm", texts[1:])):
+        lat = []
+        for q in batch:
+            t = time.perf_counter()
+            eng.query(q, objs)
+            lat.append(1e3 * (time.perf_counter() - t))
+        res[name] = {"p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
+                     "queries": len(lat)}
+    return {"gaussians": n_gaussians, "objects": n_objects, **res}
+
+
+# ------------------------------------------------------------------ CLI
+def _table(rows: list[dict], cols: list[str]) -> str:
+    def fmt(v):
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+    lines = [" | ".join(cols)] + [" | ".join(fmt(r.get(c, "")) for c in cols) for r in rows]
+    return "\n".join(lines)
+
+
+def run(a) -> int:
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    def scenes() -> list[Path]:
+        if a.sim_dirs:            # pre-rendered scenes: a GPU box need not have MuJoCo
+            return [Path(d) for d in a.sim_dirs.split(",") if d]
+        from .bench import _scene
+        return [_scene(int(s), a.frames, out) for s in a.seeds.split(",") if s]
+    W, H = a.width, a.height
+    if a.kind == "mapping":
+        rows = bench_mapping(scenes(), W, H, a.iters, device=a.device)
+        cols = ["scene", "device", "backend", "resolution", "keyframes", "frames_per_s", "ms_per_keyframe",
+                "heldout_psnr_db", "heldout_depth_l1_m", "gaussians", "peak_mem_gb"]
+    elif a.kind == "perception":
+        frame = load_frames(scenes()[0])[0]
+        rows = bench_perception(frame, a.sam_models.split(","), a.clip_model, a.device, a.repeats,
+                                report=lambda r: (out / "perception.json").write_text(json.dumps(r, indent=1)))
+        cols = ["what", "filters", "ms", "masks", "ms_per_mask", "device"]
+    elif a.kind == "lift":
+        frame = load_frames(scenes()[0])[0]
+        rows = bench_lift(frame, [int(x) for x in a.sizes.split(",")], W, H, device=a.device, repeats=a.repeats)
+        cols = ["gaussians", "resolution", "masks", "trace_ms", "registry_update_ms", "lift_ms", "device", "backend"]
+    else:   # latency
+        dev = resolve_device(a.device)
+        emb = _random_clip(a.clip_model, dev) if a.clip_model != "text_proxy" else None
+        if emb is None:
+            from .perception.oracle import TextProxyEmbedder
+            emb = TextProxyEmbedder(None)
+        rows = [dict(bench_latency(int(n), a.objects, emb), device=device_name(dev), text_encoder=a.clip_model)
+                for n in a.sizes.split(",")]
+        rows = [{**{k: v for k, v in r.items() if k not in ("cold", "warm")},
+                 **{f"{k}_{m}": r[k][m] for k in ("cold", "warm") for m in ("p50_ms", "p99_ms")}} for r in rows]
+        cols = ["gaussians", "objects", "text_encoder", "cold_p50_ms", "cold_p99_ms", "warm_p50_ms", "warm_p99_ms",
+                "device"]
+    (out / f"{a.kind}.json").write_text(json.dumps(rows, indent=1))
+    print(_table(rows, cols))
+    return 0
