@@ -28,6 +28,7 @@ def _scene(seed: int, frames: int, root: Path) -> Path:
 
 
 THRESHOLDS = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+SIM_GRID = [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7]   # query.min_similarity candidates
 
 
 def quality_one(seed: int, frames: int, root: Path) -> dict:
@@ -46,18 +47,30 @@ def quality_one(seed: int, frames: int, root: Path) -> dict:
     glab = gt_labels(snap.arrays["means"], gt)
     lang = p.mapper.map.state["language"].cpu().numpy()
     lang = lang / np.maximum(np.linalg.norm(lang, axis=1, keepdims=True), 1e-8)
-    full, thr = [], {t: [] for t in THRESHOLDS}
+    full, thr = {m: [] for m in SIM_GRID}, {t: [] for t in THRESHOLDS}
+    present = {o["class"] for o in real}
+    absent = [a for a in ABSENT if a not in present]
+    abst_full = {}
+    for m in SIM_GRID:                      # the query engine's evidence bar, swept for calibration
+        p.engine.cfg.min_similarity = m
+        for cls, objs in classes.items():
+            if len(objs) != 1:
+                continue          # success is defined for single-instance targets
+            gbox = OrientedBox.from_dict(objs[0]["obb"])
+            member = glab == objs[0]["instance_id"]
+            r = p.query(f"grab the {cls}")
+            iou = box_iou(r.objects[0].obb, gbox) if r.found else 0.0
+            sel = np.zeros(len(glab), bool)
+            if r.found:
+                sel[r.objects[0].gaussian_indices] = True
+            full[m].append({"class": cls, "found": r.found, "iou": iou,
+                            "gacc": float((sel == member)[glab != -1].mean())})
+        abst_full[m] = [not p.query(f"grab the {a}").found for a in absent]
     for cls, objs in classes.items():
         if len(objs) != 1:
-            continue          # success is defined for single-instance targets
+            continue
         gbox = OrientedBox.from_dict(objs[0]["obb"])
         member = glab == objs[0]["instance_id"]
-        r = p.query(f"grab the {cls}")
-        iou = box_iou(r.objects[0].obb, gbox) if r.found else 0.0
-        sel = np.zeros(len(glab), bool)
-        if r.found:
-            sel[r.objects[0].gaussian_indices] = True
-        full.append({"class": cls, "found": r.found, "iou": iou, "gacc": float((sel == member)[glab != -1].mean())})
         tvec = p.embedder.embed_text([cls])[0]
         for threshold in THRESHOLDS:
             idx = np.nonzero(lang @ tvec >= threshold)[0]
@@ -69,21 +82,30 @@ def quality_one(seed: int, frames: int, root: Path) -> dict:
                 tiou = box_iou(fit_box(pts), gbox)
             thr[threshold].append({"class": cls, "found": len(idx) > 0, "iou": tiou,
                                    "gacc": float((tsel == member)[glab != -1].mean())})
-    present = {o["class"] for o in real}
-    absent = [a for a in ABSENT if a not in present]
-    abst_full = [not p.query(f"grab the {a}").found for a in absent]
     abst_thr = {t: [len(np.nonzero(lang @ p.embedder.embed_text([a])[0] >= t)[0]) == 0 for a in absent]
                 for t in THRESHOLDS}
     return {"seed": seed, "eval": ev, "full": full, "threshold": thr, "abst_full": abst_full, "abst_thr": abst_thr}
 
 
-def _summ(scenes: list, key: str, abst_key: str, t: float | None = None) -> dict:
-    qs = [q for s in scenes for q in (s[key] if t is None else s[key][t])]
-    ab = [a for s in scenes for a in (s[abst_key] if t is None else s[abst_key][t])]
+def _summ(scenes: list, key: str, abst_key: str, t: float) -> dict:
+    qs = [q for s in scenes for q in s[key][t]]
+    ab = [a for s in scenes for a in s[abst_key][t]]
     return {"query_success": float(np.mean([q["found"] and q["iou"] >= 0.5 for q in qs])) if qs else 0.0,
             "mean_box_iou": float(np.mean([q["iou"] for q in qs])) if qs else 0.0,
             "gaussian_accuracy": float(np.mean([q["gacc"] for q in qs])) if qs else 0.0,
-            "abstention": float(np.mean(ab)) if ab else 0.0, "n_scenes": len(scenes), "n_queries": len(qs) + len(ab)}
+            "abstention": float(np.mean(ab)) if ab else 0.0,
+            "false_negative_rate": float(np.mean([not q["found"] for q in qs])) if qs else 0.0,
+            "false_positive_rate": float(1 - np.mean(ab)) if ab else 0.0,
+            "n_scenes": len(scenes), "n_queries": len(qs) + len(ab)}
+
+
+def calibrate(scenes: list, key: str, abst_key: str, grid: list) -> float:
+    """The threshold with the fewest false positives + false negatives on the tuning seeds
+    (ties: the higher, more cautious one); a wrong object is worse than none."""
+    def cost(t):
+        r = _summ(scenes, key, abst_key, t)
+        return (r["false_positive_rate"] + r["false_negative_rate"], -t)
+    return min(grid, key=cost) if scenes else grid[len(grid) // 2]
 
 
 def run_bench(a) -> int:
@@ -98,22 +120,28 @@ def run_bench(a) -> int:
         best_t = max(THRESHOLDS, key=lambda t: (_summ(tuned, "threshold", "abst_thr", t)["query_success"],
                                                 _summ(tuned, "threshold", "abst_thr", t)["abstention"])) \
             if tuned else 0.5
+        best_m = calibrate(tuned, "full", "abst_full", SIM_GRID)
         scenes = [quality_one(s, a.frames, out) for s in seeds]
         res = {"perception": "oracle perception (GT masks + SAM-like noise) + MiniLM text proxy",
                "noise_preset": Config().perception.oracle_preset, "seeds": seeds, "frames": a.frames,
-               "tune_seeds": tune, "threshold_t": best_t,
-               "full": _summ(scenes, "full", "abst_full"),
+               "tune_seeds": tune, "threshold_t": best_t, "query_min_similarity": best_m,
+               "full": _summ(scenes, "full", "abst_full", best_m),
                "threshold": _summ(scenes, "threshold", "abst_thr", best_t),
+               "calibration_tuning": {m: _summ(tuned, "full", "abst_full", m) for m in SIM_GRID},
+               "calibration_heldout": {m: _summ(scenes, "full", "abst_full", m) for m in SIM_GRID},
                "map_metrics": {k: float(np.mean([s["eval"][k] for s in scenes]))
                                for k in ("gaussian_accuracy", "object_gaussian_accuracy", "mean_box_iou", "missed",
                                          "split", "merged", "phantom", "largest_phantom_frac")},
+               "max_phantom_frac": float(max(s["eval"]["largest_phantom_frac"] for s in scenes)),
                "wall_s": round(time.monotonic() - t0, 1)}
         (out / "quality.json").write_text(json.dumps(res, indent=1))
         print(f"quality (ORACLE PERCEPTION, preset {res['noise_preset']}, seeds {seeds})")
-        print(f"{'method':10} {'success':>8} {'box IoU':>8} {'G-acc':>7} {'abstain':>8}")
+        print(f"query.min_similarity calibrated on tuning seeds {tune}: {best_m}; baseline t = {best_t}")
+        print(f"{'method':10} {'success':>8} {'box IoU':>8} {'G-acc':>7} {'abstain':>8} {'FP rate':>8} {'FN rate':>8}")
         for m in ("full", "threshold"):
             r = res[m]
-            print(f"{m:10} {r['query_success']:8.3f} {r['mean_box_iou']:8.3f} {r['gaussian_accuracy']:7.3f} {r['abstention']:8.3f}")
+            print(f"{m:10} {r['query_success']:8.3f} {r['mean_box_iou']:8.3f} {r['gaussian_accuracy']:7.3f} "
+                  f"{r['abstention']:8.3f} {r['false_positive_rate']:8.3f} {r['false_negative_rate']:8.3f}")
         print("map metrics:", json.dumps(res["map_metrics"]))
         return 0
     if a.kind == "load":

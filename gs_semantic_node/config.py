@@ -81,7 +81,11 @@ class SemanticsConfig:
     split_eps: float = 0.04            # m: objects whose Gaussians fall apart at this gap are split
     merge_similarity: float = 0.75     # objects sharing a boundary and this similar are merged
     box_min_opacity: float = 0.1
-    box_outlier_std: float = 2.0
+    box_outlier_std: float = 4.0
+    box_grow_sigma: float = 1.25       # boxes grow by this many Gaussian scales per side (centres lie inside)
+    box_grow_sigma_z: float = 0.5      # ... vertically (the floor is then set by the support surface)
+    support_reach: float = 0.04        # m: support surface searched this far below an object's lowest Gaussian
+    support_margin: float = 0.03       # m: ... among stuff Gaussians this close around its footprint
     refresh_every: int = 3             # keyframes between split/merge/smoothing passes
     max_objects: int = 128             # cap: vote columns per Gaussian (incl. background)
 

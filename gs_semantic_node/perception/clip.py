@@ -72,7 +72,7 @@ class ClipEmbedder:
         if not masks:
             return np.zeros((0, self.dim), np.float32)
         img = torch.from_numpy(np.ascontiguousarray(frame.rgb)).to(self.device).permute(2, 0, 1).float()[None] / 255
-        mstack = torch.from_numpy(np.stack([m.mask for m in masks])).to(self.device).float()[:, None]
+        mstack = torch.from_numpy(np.stack([m.mask for m in masks])).to(self.device)[:, None].float()
         boxes = self.crop_boxes(masks)
         S = len(self.scales)
         out = []
@@ -84,7 +84,9 @@ class ClipEmbedder:
             grey = torch.full_like(crop, 0.5)
             crop = torch.where(tight, crop * m + grey * (1 - m), crop)
             x = (crop - self.mean) / self.std
-            out.append(torch.nn.functional.normalize(self.model.encode_image(x).float(), dim=-1))
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                f = self.model.encode_image(x)
+            out.append(torch.nn.functional.normalize(f.float(), dim=-1))
         f = torch.cat(out).reshape(len(masks), S, -1).mean(1)
         return l2n(f.cpu().numpy())
 

@@ -77,8 +77,19 @@ class SamMaskGenerator:
             pts = pts[~inside][::2]   # sparse grid only for what the map does not explain yet
         return pts
 
+    def _decode(self, points, boxes, multimask: bool):
+        """Prompt encoder + mask decoder only: low-resolution logits, no upsampling yet."""
+        model, p = self.predictor.model, self.predictor
+        sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=None)
+        return model.mask_decoder(image_embeddings=p.features, image_pe=model.prompt_encoder.get_dense_pe(),
+                                  sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                  multimask_output=multimask)
+
     @torch.no_grad()
     def _generate(self, frame: Frame, prompts: np.ndarray | None = None) -> list[Mask]:
+        """Filtering (predicted IoU, stability, area) and NMS run on the decoder's low-resolution
+        logits on the device; only the surviving masks are upsampled to the image. The stock
+        generator upsamples every candidate and post-processes them on the CPU."""
         from torchvision.ops import batched_nms, masks_to_boxes
         p = self.predictor
         p.set_image(frame.rgb)
@@ -87,8 +98,7 @@ class SamMaskGenerator:
         if self.map_guided and prompts is not None and len(prompts):
             boxes = p.transform.apply_boxes_torch(torch.as_tensor(prompts, dtype=torch.float32, device=self.device), (H, W))
             for i in range(0, len(boxes), self.batch):
-                lg, iou, _ = p.predict_torch(None, None, boxes=boxes[i:i + self.batch], multimask_output=False,
-                                             return_logits=True)
+                lg, iou = self._decode(None, boxes[i:i + self.batch], False)
                 all_logits.append(lg[:, 0])
                 all_iou.append(iou[:, 0])
                 all_level.append(torch.full((lg.shape[0],), 2, device=self.device))
@@ -96,25 +106,28 @@ class SamMaskGenerator:
         coords = p.transform.apply_coords_torch(pts, (H, W))[:, None, :]
         labels = torch.ones(coords.shape[:2], dtype=torch.int64, device=self.device)
         for i in range(0, len(coords), self.batch):
-            lg, iou, _ = p.predict_torch(coords[i:i + self.batch], labels[i:i + self.batch], multimask_output=True,
-                                         return_logits=True)
+            lg, iou = self._decode((coords[i:i + self.batch], labels[i:i + self.batch]), None, True)
             all_logits.append(lg.flatten(0, 1))
             all_iou.append(iou.flatten())
             all_level.append(torch.arange(3, device=self.device).repeat(lg.shape[0]))
         if not all_logits:
             return []
         logits, iou, level = torch.cat(all_logits).float(), torch.cat(all_iou).float(), torch.cat(all_level)
-        # filtering on the device: predicted IoU, stability (IoU of the mask at logit +-1), size
+        # the image occupies the top-left input_size/4 of the 256x256 low-res grid
+        lh, lw = [max(1, (x * logits.shape[-1] + p.model.image_encoder.img_size - 1) // p.model.image_encoder.img_size)
+                  for x in p.input_size]
+        logits = logits[:, :lh, :lw]
         hi, lo = (logits > 1.0).flatten(1).sum(1), (logits > -1.0).flatten(1).sum(1)
         stability = hi.float() / lo.float().clamp(min=1)
         binm = logits > 0
-        area = binm.flatten(1).sum(1)
-        keep = (iou >= self.iou_t) & (stability >= self.stab_t) & (area >= self.min_pixels)
+        px = (H / lh) * (W / lw)                      # image pixels per low-res cell
+        keep = (iou >= self.iou_t) & (stability >= self.stab_t) & (binm.flatten(1).sum(1) * px >= self.min_pixels)
         if not bool(keep.any()):
             return []
-        binm, iou, level = binm[keep], iou[keep], level[keep]
-        boxes = masks_to_boxes(binm).float()
+        logits, binm, iou, level = logits[keep], binm[keep], iou[keep], level[keep]
+        boxes = masks_to_boxes(binm).float() * torch.tensor([W / lw, H / lh, W / lw, H / lh], device=self.device)
         sel = batched_nms(boxes, iou, torch.zeros_like(level), self.nms_iou)
-        masks = binm[sel].cpu().numpy()
+        full = torch.nn.functional.interpolate(logits[sel][:, None], (H, W), mode="bilinear", align_corners=False)
+        masks = (full[:, 0] > 0).cpu().numpy()
         return [Mask(m, float(s), MULTIMASK_LEVELS[int(lv)]) for m, s, lv in
-                zip(masks, iou[sel].cpu().tolist(), level[sel].cpu().tolist())]
+                zip(masks, iou[sel].cpu().tolist(), level[sel].cpu().tolist()) if m.sum() >= self.min_pixels]

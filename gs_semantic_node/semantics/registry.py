@@ -270,27 +270,32 @@ class ObjectRegistry:
             pts = snap["means"][idx]
             clean = clean_points(pts, snap["opacities"][idx], self.cfg.box_min_opacity, self.cfg.box_outlier_std)
             box = fit_box(clean, box_mode)
-            # centres sit on the surface patch's middle: grow by the Gaussians' own extent (1 sigma)
-            box.size = box.size + 2 * float(np.median(snap["scales"][idx].max(1)))
+            # centres sit on the surface, up to half a sample spacing inside the silhouette
+            sigma = float(np.median(snap["scales"][idx].max(1)))
+            bottom = box.center[2] - box.size[2] / 2
+            box.size = box.size + 2 * sigma * np.array([self.cfg.box_grow_sigma, self.cfg.box_grow_sigma,
+                                                        self.cfg.box_grow_sigma_z])
             if not is_bg and box_mode == "upright":
-                self._extend_to_support(box, snap["means"][stuff])
+                self._extend_to_support(box, snap["means"][stuff], bottom)
             out.append(SemanticObject(
                 id=int(oid), label=label, confidence=conf, alternatives=alts, is_background=is_bg, obb=box,
                 aabb_min=clean.min(0), aabb_max=clean.max(0), centroid=clean.mean(0), num_gaussians=len(idx),
                 gaussian_indices=idx, last_seen=rec.last_seen if rec else 0.0, embedding=embs[oid]))
         return out
 
-    def _extend_to_support(self, box, stuff_pts: np.ndarray, reach: float = 0.05):
-        """Objects rest on something: the unseen underside reaches down to the supporting surface."""
+    def _extend_to_support(self, box, stuff_pts: np.ndarray, bottom: float):
+        """Objects rest on something: the box's floor is the supporting surface right around the
+        object's footprint (its unseen underside reaches down to it; growth never pushes below it)."""
         if len(stuff_pts) == 0:
             return
+        reach, margin = self.cfg.support_reach, self.cfg.support_margin
         loc = (stuff_pts - box.center) @ box.rotation
-        under = np.all(np.abs(loc[:, :2]) <= box.size[:2] / 2, axis=1)
-        bottom = box.center[2] - box.size[2] / 2
-        z = stuff_pts[under, 2]
-        z = z[(z < bottom) & (z > bottom - reach)]
+        near = np.all(np.abs(loc[:, :2]) <= box.size[:2] / 2 + margin, axis=1)
+        z = stuff_pts[near, 2]
+        z = z[(z > bottom - reach) & (z < bottom + 0.5 * reach)]
         if len(z) >= 3:
             support = float(np.median(z))
             top = box.center[2] + box.size[2] / 2
-            box.center[2] = (top + support) / 2
-            box.size[2] = top - support
+            if top - support > 1e-3:
+                box.center[2] = (top + support) / 2
+                box.size[2] = top - support
