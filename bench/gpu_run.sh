@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU figures on the device machine (H100): `bash bench/gpu_run.sh core|perception`.
+# GPU figures on the device machine (H100): `bash bench/gpu_run.sh core|perception|all`.
 # Expects wheels in .whl/ (gsplat, segment-anything, open_clip, rosbags + deps, built for cp312) and
 # pre-rendered simulator scenes as .devdata/sim_*.tar.gz (the GPU image has no MuJoCo/EGL set up).
 # Writes JSON + logs under $OUT (or out/gpu).
@@ -13,16 +13,18 @@ scenes=$(ls -d /tmp/data/sim_* | paste -sd,)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)"
 B="python3 -m gs_semantic_node.cli bench"
-case "${1:-core}" in
-core)
-  timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_gsplat_parity.py 2>&1 | tee "$OUT/parity.txt"
-  for it in 8 20; do
-    timeout 150 $B mapping --sim-dirs "$scenes" --width 640 --height 480 --iters $it --out "$OUT/map640_$it" 2>&1 | grep -v Warn
+what=${1:-all}
+if [[ $what == core || $what == all ]]; then
+  timeout 300 python3 -m pytest -q -s -p no:cacheprovider tests/test_gsplat_parity.py 2>&1 | tee "$OUT/parity.txt"
+  for cfg in "8 2" "20 2" "12 1"; do set -- $cfg
+    timeout 150 $B mapping --sim-dirs "$scenes" --width 640 --height 480 --iters $1 --seed-stride $2 \
+      --out "$OUT/map640_$1_$2" 2>&1 | grep -v Warn
   done
-  timeout 90 $B lift --sim-dirs "$scenes" --width 640 --height 480 --sizes 100000,500000,1000000 --repeats 5 --out "$OUT/lift" 2>&1 | grep -v Warn
-  ;;
-perception)
+  timeout 90 $B lift --sim-dirs "$scenes" --width 640 --height 480 --sizes 100000,500000,1000000 --repeats 5 \
+    --out "$OUT/lift" 2>&1 | grep -v Warn
+fi
+if [[ $what == perception || $what == all ]]; then
   timeout 120 $B latency --sizes 1000000 --objects 50 --clip-model ViT-B-16 --out "$OUT/latency" 2>&1 | grep -v Warn
-  timeout 330 $B perception --sim-dirs "$scenes" --sam-models vit_b,vit_h --clip-model ViT-B-16 --repeats 3 --out "$OUT/perception" 2>&1 | grep -v Warn
-  ;;
-esac
+  timeout 330 $B perception --sim-dirs "$scenes" --sam-models vit_b,vit_h --clip-model ViT-B-16 --repeats 3 \
+    ${STOCK_KEEP_ALL:+--stock-keep-all} --out "$OUT/perception" 2>&1 | grep -v Warn
+fi

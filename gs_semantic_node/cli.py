@@ -116,6 +116,9 @@ def main(argv=None):
     b.add_argument("--width", type=int, default=160, help="mapping/lift: working resolution")
     b.add_argument("--height", type=int, default=120)
     b.add_argument("--iters", type=int, default=8, help="mapping: optimisation iterations per keyframe")
+    b.add_argument("--seed-stride", type=int, default=2, help="mapping: one new Gaussian per stride x stride pixels")
+    b.add_argument("--stock-keep-all", action="store_true", help="perception: also time the stock generator with "
+                                                                  "no filters (over a minute per call on an H100)")
     b.add_argument("--device", default="auto")
     b.add_argument("--sam-models", default="vit_b,vit_h", help="perception: SAM types (random weights) or 'tiny'")
     b.add_argument("--clip-model", default="ViT-B-16", help="perception/latency: open_clip model (random weights), "
