@@ -24,7 +24,7 @@ if [[ $what == core || $what == all ]]; then
     --out "$OUT/lift" 2>&1 | grep -v Warn
 fi
 if [[ $what == perception || $what == all ]]; then
-  timeout 120 $B latency --sizes 1000000 --objects 50 --clip-model ViT-B-16 --out "$OUT/latency" 2>&1 | grep -v Warn
+  [[ -n ${SKIP_LATENCY:-} ]] || timeout 120 $B latency --sizes 1000000 --objects 50 --clip-model ViT-B-16 --out "$OUT/latency" 2>&1 | grep -v Warn
   timeout 330 $B perception --sim-dirs "$scenes" --sam-models vit_b,vit_h --clip-model ViT-B-16 --repeats 3 \
     ${STOCK_KEEP_ALL:+--stock-keep-all} --out "$OUT/perception" 2>&1 | grep -v Warn
 fi

@@ -152,6 +152,12 @@ def bench_perception(frame, sam_models: list[str], clip_model: str, device: str 
     for sname, (iou_t, stab_t) in settings.items():      # every model's default row before any keep-all row
         for mt in sam_models:
             sam = sams.setdefault(mt, _random_sam(mt).to(dev).eval())
+            if sname == "default filters":
+                enc = SamMaskGenerator(sam, str(dev))
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=enc.bf16):
+                    te, _ = timed(lambda: enc.predictor.set_image(frame.rgb), dev, repeats)
+                rows.append({"what": f"SAM {mt} image encoder alone ({enc.bf16 and 'bf16' or 'fp32'})",
+                             "ms": float(np.median(te))})
             for pps in (32, 16):
                 gen = SamMaskGenerator(sam, str(dev), points_per_side=pps, pred_iou_thresh=iou_t,
                                        stability_thresh=stab_t, map_guided=False)

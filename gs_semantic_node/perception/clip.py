@@ -52,17 +52,20 @@ class ClipEmbedder:
         self.mean = torch.tensor(pc.get("mean", (0.48145466, 0.4578275, 0.40821073)), device=self.device)[:, None, None]
         self.std = torch.tensor(pc.get("std", (0.26862954, 0.26130258, 0.27577711)), device=self.device)[:, None, None]
 
-    def crop_boxes(self, masks: list[Mask]) -> torch.Tensor:
-        """(M*S, 5) roi boxes: a square around each mask's box per scale (no object cut off by a
-        centre crop, context grows with the scale)."""
-        rows = []
-        for i, m in enumerate(masks):
-            x0, y0, x1, y1 = m.bbox()
-            cx, cy, side = (x0 + x1 + 1) / 2, (y0 + y1 + 1) / 2, max(x1 - x0 + 1, y1 - y0 + 1, 4)
-            for s in self.scales:
-                h = s * side / 2
-                rows.append([i, cx - h, cy - h, cx + h, cy + h])
-        return torch.tensor(rows, dtype=torch.float32, device=self.device)
+    def crop_boxes(self, masks: torch.Tensor) -> torch.Tensor:
+        """(M*S, 5) roi rows [mask index, x0, y0, x1, y1]: a square around each mask's box per
+        scale (no object cut off by a centre crop; context grows with the scale)."""
+        ys, xs = masks.any(2), masks.any(1)                               # (M,H), (M,W); empty -> 0-size box
+        H, W = ys.shape[1], xs.shape[1]
+        b = torch.stack([xs.float().argmax(1), ys.float().argmax(1), W - 1 - xs.flip(1).float().argmax(1),
+                         H - 1 - ys.flip(1).float().argmax(1)], 1).float()
+        c = torch.stack([b[:, 0] + b[:, 2] + 1, b[:, 1] + b[:, 3] + 1], 1) / 2
+        side = torch.maximum(b[:, 2] - b[:, 0] + 1, b[:, 3] - b[:, 1] + 1).clamp(min=4)
+        s = torch.tensor(self.scales, device=masks.device)
+        h = (side[:, None] * s[None] / 2).reshape(-1, 1)                  # (M*S, 1)
+        c = c.repeat_interleave(len(self.scales), 0)
+        idx = torch.arange(len(masks), device=masks.device).repeat_interleave(len(self.scales))[:, None].float()
+        return torch.cat([idx, c - h, c + h], 1)
 
     @torch.no_grad()
     def embed_masks(self, frame: Frame, masks: list[Mask]) -> np.ndarray:
@@ -72,8 +75,9 @@ class ClipEmbedder:
         if not masks:
             return np.zeros((0, self.dim), np.float32)
         img = torch.from_numpy(np.ascontiguousarray(frame.rgb)).to(self.device).permute(2, 0, 1).float()[None] / 255
-        mstack = torch.from_numpy(np.stack([m.mask for m in masks])).to(self.device)[:, None].float()
-        boxes = self.crop_boxes(masks)
+        mt = torch.from_numpy(np.stack([m.mask for m in masks])).to(self.device)
+        boxes = self.crop_boxes(mt)
+        mstack = mt[:, None].float()
         S = len(self.scales)
         out = []
         for i in range(0, len(boxes), self.batch):

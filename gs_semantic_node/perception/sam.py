@@ -52,11 +52,14 @@ def tiny_sam(img_size: int = 64, seed: int = 0):
 class SamMaskGenerator:
     def __init__(self, model, device: str = "cpu", points_per_side: int = 16, pred_iou_thresh: float = 0.8,
                  stability_thresh: float = 0.9, nms_iou: float = 0.7, map_guided: bool = True,
-                 batch: int = 64, min_pixels: int = 20, precision: str = "auto"):
+                 batch: int | None = None, min_pixels: int = 20, precision: str = "auto"):
         from segment_anything import SamPredictor
         self.device = torch.device(device)
         self.predictor = SamPredictor(model.to(self.device))
         self.pps, self.iou_t, self.stab_t, self.nms_iou = points_per_side, pred_iou_thresh, stability_thresh, nms_iou
+        # prompts per decoder call: the decoder repeats the image embedding per prompt, so large
+        # batches pay off on a GPU (fewer, fuller launches) and cost memory on a CPU
+        batch = batch or (256 if self.device.type == "cuda" else 64)
         self.map_guided, self.batch, self.min_pixels = map_guided, batch, min_pixels
         if precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"perception.sam_precision must be auto|fp32|bf16, got {precision!r}")
