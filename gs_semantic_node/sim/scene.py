@@ -76,17 +76,28 @@ class SceneSpec:
     family: str = "primitives"
 
 
-def sample_scene(seed: int, n_objects: int | None = None) -> SceneSpec:
+FAMILIES = ("primitives", "libero")
+
+
+def sample_scene(seed: int, n_objects: int | None = None, family: str = "primitives") -> SceneSpec:
     """Random upright placement without overlap; instance ids start at 3 (1 table, 2 floor)."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown scene family {family!r}: {FAMILIES}")
+    if family == "libero":
+        from .libero import LIBERO_CLASSES, object_extent
+        table = {c: {"radius": object_extent(c)[0], "desc": d, "rgba": [(1.0, 1.0, 1.0)]}
+                 for c, (_, d) in LIBERO_CLASSES.items()}
+    else:
+        table = CLASSES
     rng = np.random.default_rng(seed)
     n = int(n_objects or rng.integers(4, 7))
-    names = list(CLASSES)
+    names = list(table)
     picks = list(rng.choice(names, size=n, replace=True))
     if "mug" not in picks:           # the demo's target: most scenes hold one
         picks[0] = "mug"
     objs, placed = [], []
     for i, cls in enumerate(picks):
-        r = CLASSES[cls]["radius"]
+        r = table[cls]["radius"]
         for _ in range(200):
             xy = (rng.uniform(-TABLE_HALF[0] + r + 0.05, TABLE_HALF[0] - r - 0.05),
                   rng.uniform(-TABLE_HALF[1] + r + 0.05, TABLE_HALF[1] - r - 0.05))
@@ -95,18 +106,28 @@ def sample_scene(seed: int, n_objects: int | None = None) -> SceneSpec:
         else:
             continue
         placed.append((xy[0], xy[1], r))
-        palette = CLASSES[cls]["rgba"]
+        palette = table[cls]["rgba"]
         base = np.array(palette[int(rng.integers(len(palette)))])
         rgba = tuple(np.clip(base + rng.normal(0, 0.03, 3), 0, 1))
         objs.append(ObjectSpec(3 + len(objs), cls, xy, float(rng.uniform(-np.pi, np.pi)), rgba,
-                               list(CLASSES[cls]["desc"])))
-    return SceneSpec(seed, objs)
+                               list(table[cls]["desc"])))
+    return SceneSpec(seed, objs, family)
 
 
 def scene_mjcf(spec: SceneSpec) -> str:
     rng = np.random.default_rng(spec.seed + 7)
     bodies = []
-    for o in spec.objects:
+    if spec.family == "libero":      # textured assets; the objects are attached by libero_model()
+        from .libero import textures_xml
+        assets = textures_xml()
+    else:
+        assets = """<texture name="wood" type="2d" builtin="checker" rgb1="0.55 0.38 0.22" rgb2="0.48 0.32 0.18"
+             width="256" height="256" mark="random" random="0.15" markrgb="0.62 0.45 0.28"/>
+    <material name="wood" texture="wood" texrepeat="6 6"/>
+    <texture name="floor" type="2d" builtin="checker" rgb1="0.75 0.75 0.72" rgb2="0.55 0.55 0.55"
+             width="256" height="256"/>
+    <material name="floor" texture="floor" texrepeat="8 8"/>"""
+    for o in (spec.objects if spec.family == "primitives" else []):
         q = (np.cos(o.yaw / 2), 0, 0, np.sin(o.yaw / 2))
         bodies.append(f'<body name="obj{o.instance_id}" pos="{o.xy[0]:.4f} {o.xy[1]:.4f} {TABLE_TOP}" '
                       f'quat="{q[0]:.6f} 0 0 {q[3]:.6f}">{_geoms(o.cls, o.rgba, rng)}</body>')
@@ -114,12 +135,7 @@ def scene_mjcf(spec: SceneSpec) -> str:
   <visual><headlight ambient="0.45 0.45 0.45" diffuse="0.5 0.5 0.5"/><quality shadowsize="0"/>
     <global offwidth="1280" offheight="960"/></visual>
   <asset>
-    <texture name="wood" type="2d" builtin="checker" rgb1="0.55 0.38 0.22" rgb2="0.48 0.32 0.18"
-             width="256" height="256" mark="random" random="0.15" markrgb="0.62 0.45 0.28"/>
-    <material name="wood" texture="wood" texrepeat="6 6"/>
-    <texture name="floor" type="2d" builtin="checker" rgb1="0.75 0.75 0.72" rgb2="0.55 0.55 0.55"
-             width="256" height="256"/>
-    <material name="floor" texture="floor" texrepeat="8 8"/>
+    {assets}
   </asset>
   <worldbody>
     <light pos="0.5 -0.5 3" dir="-0.2 0.2 -1" diffuse="0.5 0.5 0.5"/>
