@@ -79,6 +79,10 @@ class SemanticsConfig:
     min_object_gaussians: int = 15
     min_object_masks: int = 2         # masks (views) an object needs before it is reported
     split_eps: float = 0.04            # m: objects whose Gaussians fall apart at this gap are split
+    feature_iters: int = 3             # contrastive instance-feature steps per keyframe (0 = off)
+    feature_pixels: int = 1024         # pixels sampled per step
+    feature_temperature: float = 0.1
+    merge_feature_similarity: float = 0.5   # touching objects merge only if their instance features agree
     merge_similarity: float = 0.75     # objects sharing a boundary and this similar are merged
     box_min_opacity: float = 0.1
     box_outlier_std: float = 4.0
@@ -93,8 +97,9 @@ class SemanticsConfig:
 @dataclass
 class QueryConfig:
     max_results: int = 5
-    min_similarity: float = 0.45       # calibrated on tuning seeds (bench calibrate)
+    min_similarity: float = 0.55       # calibrated on tuning seeds 1-4 by `gs-semantic bench quality`
     min_relevancy: float = 0.5
+    label_min_confidence: float = 0.5  # objects labelled this confidently also match through their label (> 1: off)
     temperature: float = 0.05
     negatives: list = field(default_factory=lambda: ["object", "things", "stuff", "texture"])
     max_instruction_chars: int = 500

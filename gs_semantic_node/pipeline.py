@@ -17,6 +17,7 @@ from .config import Config
 from .mapping.mapper import Keyframe, Mapper
 from .perception.factory import make_embedder, make_mask_generator
 from .query.engine import QueryEngine, QueryResult
+from .semantics.features import distill
 from .semantics.lifting import mask_weights
 from .semantics.registry import ObjectRegistry
 from .types import Camera, Frame, SemanticObject
@@ -74,6 +75,9 @@ class SemanticMappingPipeline:
         with self.mapper.map.lock:
             W = mask_weights(self.mapper, kf, [m.mask for m in masks])
             self.registry.update(self.mapper.map, W, emb, kf.stamp, [m.area for m in masks])
+            sc = self.cfg.semantics
+            distill(self.mapper, kf, [m.mask for m in masks], sc.feature_iters, sc.feature_pixels,
+                    sc.feature_temperature)
             if self.keep_gaussian_language:
                 self._accumulate_language(W, emb)
 

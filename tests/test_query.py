@@ -52,3 +52,15 @@ def test_relation_orders_by_anchor():
     objs = [obj(1, [1, 0, 0, 0], 0.0), obj(2, [1, 0, 0, 0], 1.0), obj(3, [0, 1, 0, 0], 0.9)]
     r = eng.query("the mug next to the bowl", objs)
     assert r.found and r.objects[0].id == 2
+
+
+def test_a_confident_label_is_evidence_a_doubtful_one_is_not():
+    noisy = [0.55, 0.0, 0.84, 0.0]            # views' average: cosine 0.55 with "mug" (below the bar)
+    eng = QueryEngine(QueryConfig(min_similarity=0.7), embed)
+    sure = obj(1, noisy, 0.0)
+    sure.label, sure.confidence = "mug", 0.9
+    assert eng.query("grab the mug", [sure]).found
+    unsure = obj(1, noisy, 0.0)
+    unsure.label, unsure.confidence = "mug", 0.3
+    assert not eng.query("grab the mug", [unsure]).found
+    assert not eng.query("grab the laptop", [sure]).found

@@ -71,6 +71,13 @@ class QueryEngine:
         tvec, negs = vecs[0], vecs[1:1 + len(self.cfg.negatives)]
         sim = E @ tvec
         rel = self.relevancy(E, tvec, negs)
+        # an object's vocabulary label is its embedding snapped to a clean class name: when the
+        # classifier is confident, the label's text embedding is evidence too (denoises the views' average)
+        sure = np.array([o.confidence >= self.cfg.label_min_confidence and bool(o.label) for o in cands])
+        if sure.any():
+            L = self.embed_text([o.label for o in cands])
+            sim = np.where(sure, np.maximum(sim, L @ tvec), sim)
+            rel = np.where(sure, np.maximum(rel, self.relevancy(L, tvec, negs)), rel)
         logits = np.concatenate([sim, negs @ tvec]) / self.cfg.temperature
         prob = np.exp(logits - logits.max())
         prob = (prob / prob.sum())[: len(cands)]

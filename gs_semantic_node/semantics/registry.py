@@ -20,6 +20,7 @@ from ..config import SemanticsConfig
 from ..mapping.gaussians import GaussianMap
 from ..types import SemanticObject
 from .boxes import clean_points, fit_box
+from .features import object_features
 
 BACKGROUND = 0
 
@@ -184,12 +185,16 @@ class ObjectRegistry:
                 else:
                     stuff[label] = o
         live = [o for o in live if o in self.records]
+        feats = object_features(gmap.params["features"].detach().cpu().numpy(), ids, live) \
+            if self.cfg.feature_iters > 0 else {}
         for i, a in enumerate(live):
             for b in live[i + 1:]:
                 if a not in self.records or b not in self.records or embs[a] is None or embs[b] is None:
                     continue
                 if float(embs[a] @ embs[b]) < self.cfg.merge_similarity:
                     continue
+                if a in feats and b in feats and float(feats[a] @ feats[b]) < self.cfg.merge_feature_similarity:
+                    continue          # same class, touching, but distinct instances by their features
                 small, big = (a, b) if trees[a].n < trees[b].n else (b, a)
                 d, _ = trees[big].query(trees[small].data, k=1, distance_upper_bound=self.cfg.split_eps / 2)
                 if np.isfinite(d).mean() < 0.2:       # parts share a long boundary; neighbours barely touch
