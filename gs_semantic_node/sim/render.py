@@ -17,6 +17,7 @@ except Exception:  # pragma: no cover - torch builds without dynamo/triton
 import mujoco  # noqa: E402
 
 from ..types import Camera, Frame, OrientedBox  # noqa: E402
+from .libero import visual_points  # noqa: E402
 from .scene import TABLE_HALF, TABLE_TOP, SceneSpec, scene_mjcf  # noqa: E402
 
 # optical (x right, y down, z forward) -> MuJoCo camera (x right, y up, looking along -z)
@@ -134,7 +135,6 @@ class SceneRenderer:
             corners = []
             for g in np.nonzero((m.body_rootid[m.geom_bodyid] == bid) & (m.geom_rgba[:, 3] > 0))[0]:
                 if m.geom_type[g] == mujoco.mjtGeom.mjGEOM_MESH:       # exact: the mesh's own vertices
-                    from .libero import visual_points
                     wpts = visual_points(m, d, [g])
                 else:
                     c, h = m.geom_aabb[g, :3], m.geom_aabb[g, 3:]
