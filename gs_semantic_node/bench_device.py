@@ -141,6 +141,12 @@ def bench_perception(frame, sam_models: list[str], clip_model: str, device: str 
     dev = resolve_device(device)
     rows = _Rows(report, device_name(dev))
     H, W = frame.rgb.shape[:2]
+    # what a running map projects into a keyframe: one box per object already known (GT instances)
+    inst = frame.gt_instances
+    known = None
+    if inst is not None:
+        boxes = [Mask(inst == i, 1.0).bbox() for i in np.unique(inst) if i > 2 and (inst == i).sum() >= 50]
+        known = np.array(boxes, np.float32) if boxes else None
     clip = _random_clip(clip_model, dev)
     cmasks = _rect_masks(W, H, clip_masks)
     ts, _ = timed(lambda: clip.embed_masks(frame, cmasks), dev, repeats)
@@ -164,6 +170,13 @@ def bench_perception(frame, sam_models: list[str], clip_model: str, device: str 
                 ts, masks = timed(lambda: gen.generate(frame), dev, repeats)
                 rows.append({"what": f"SAM {mt} ours ({pps}x{pps} points, {gen.bf16 and 'bf16' or 'fp32'})",
                              "filters": sname, "ms": float(np.median(ts)), "masks": len(masks)})
+                if pps == 16 and known is not None:
+                    guided = SamMaskGenerator(sam, str(dev), points_per_side=pps, pred_iou_thresh=iou_t,
+                                              stability_thresh=stab_t, map_guided=True)
+                    tg, gm = timed(lambda: guided.generate(frame, known), dev, repeats)
+                    rows.append({"what": f"SAM {mt} ours, map-guided ({len(known)} known-object boxes + "
+                                         f"{len(guided.grid(W, H, known))} grid points)",
+                                 "filters": sname, "ms": float(np.median(tg)), "masks": len(gm)})
                 if pps == 16 and sname == "default filters":
                     full = lambda: clip.embed_masks(frame, gen.generate(frame) or cmasks[:1])  # noqa: E731
                     tf, _ = timed(full, dev, repeats)
