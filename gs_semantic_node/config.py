@@ -97,7 +97,7 @@ class SemanticsConfig:
 @dataclass
 class QueryConfig:
     max_results: int = 5
-    min_similarity: float = 0.55       # calibrated on tuning seeds 1-4 by `gs-semantic bench quality`
+    min_similarity: float = 0.7        # oracle/text-proxy bench, calibrated on tuning seeds 1-4 (bench quality)
     min_relevancy: float = 0.5
     label_min_confidence: float = 0.5  # objects labelled this confidently also match through their label (> 1: off)
     temperature: float = 0.05
