@@ -50,9 +50,7 @@ class GaussianMap:
     def _make_optimizers(self):
         for p in self.params.values():
             p.requires_grad_(True)
-        fused = self.device.type == "cuda"          # one kernel per step instead of a dozen
-        self.optimizers = {k: torch.optim.Adam([self.params[k]], lr=self.lrs[k], eps=1e-15, fused=fused)
-                           for k in PARAM_NAMES}
+        self.optimizers = {k: torch.optim.Adam([self.params[k]], lr=self.lrs[k], eps=1e-15) for k in PARAM_NAMES}
 
     def __len__(self) -> int:
         return int(self.params["means"].shape[0])

@@ -167,7 +167,7 @@ class Mapper:
         if len(self.map) == 0 or not self.keyframes:
             return 0.0
         win = self.window()
-        last = None
+        last = 0.0
         for it in range(iters):
             kf = win[-1] if it % 2 == 0 else self.rng.choice(win)   # newest keyframe every other step
             loss = self.loss(kf)
@@ -176,8 +176,8 @@ class Mapper:
             loss.backward()
             for opt in self.map.optimizers.values():
                 opt.step()
-            last = loss.detach()          # no host sync inside the loop: the GPU runs ahead
-        return float(last) if last is not None else 0.0
+            last = float(loss.detach())
+        return last
 
     @torch.no_grad()
     def prune(self) -> int:
