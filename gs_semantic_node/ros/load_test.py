@@ -31,6 +31,7 @@ def run_load(out: Path, sim_dir: Path, params: str, threads: int = 4, per_thread
     rclpy.init()
     lat: list[list[float]] = [[] for _ in range(threads)]
     fails = [0] * threads
+    failed_at: list[tuple[int, int]] = []         # (client, call index): tells discovery losses from load
     try:
         probe = rclpy.create_node("load_probe")
         cli = probe.create_client(QueryObjects, "/gs_semantic/query_objects")
@@ -54,6 +55,7 @@ def run_load(out: Path, sim_dir: Path, params: str, threads: int = 4, per_thread
                 ex.spin_until_future_complete(fut, timeout_sec=10.0)
                 if not fut.done() or fut.result() is None:
                     fails[i] += 1
+                    failed_at.append((i, k))
                     continue
                 lat[i].append(1e3 * (time.perf_counter() - t))
             ex.shutdown()
@@ -72,7 +74,7 @@ def run_load(out: Path, sim_dir: Path, params: str, threads: int = 4, per_thread
         rclpy.try_shutdown()
         stop_node(proc)
     all_lat = np.concatenate([np.asarray(x) for x in lat]) if any(lat) else np.zeros(1)
-    res = {"threads": threads, "queries": threads * per_thread, "failures": int(sum(fails)), "wall_s": round(wall, 1),
+    res = {"threads": threads, "queries": threads * per_thread, "failures": int(sum(fails)), "failed_at": failed_at, "wall_s": round(wall, 1),
            "qps": round(threads * per_thread / wall, 1), "rtt_ms_p50": float(np.percentile(all_lat, 50)),
            "rtt_ms_p90": float(np.percentile(all_lat, 90)), "rtt_ms_p99": float(np.percentile(all_lat, 99)),
            "rtt_ms_max": float(all_lat.max()), "while": "bag being mapped by the node (CPU reference rasterizer)"}
