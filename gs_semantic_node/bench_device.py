@@ -180,7 +180,8 @@ def bench_perception(frame, sam_models: list[str], clip_model: str, device: str 
                 if pps == 16 and sname == "default filters":
                     full = lambda: clip.embed_masks(frame, gen.generate(frame) or cmasks[:1])  # noqa: E731
                     tf, _ = timed(full, dev, repeats)
-                    rows.append({"what": f"full perception: SAM {mt} ours 16x16 + CLIP on its masks",
+                    rows.append({"what": f"full perception: SAM {mt} ours 16x16 + CLIP on its masks "
+                                         f"(one stand-in mask when none survive)",
                                  "filters": sname, "ms": float(np.median(tf)), "masks": len(masks)})
             if stock and (sname != "keep-all" or stock_keep_all):      # stock keep-all: over a minute per call
                 gen = SamAutomaticMaskGenerator(sam, points_per_side=32, pred_iou_thresh=iou_t,
