@@ -4,7 +4,6 @@ writes JSON; every quality number here is measured with ORACLE PERCEPTION."""
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -47,41 +46,37 @@ def quality_one(seed: int, frames: int, root: Path) -> dict:
     glab = gt_labels(snap.arrays["means"], gt)
     lang = p.mapper.map.state["language"].cpu().numpy()
     lang = lang / np.maximum(np.linalg.norm(lang, axis=1, keepdims=True), 1e-8)
-    full, thr = {m: [] for m in SIM_GRID}, {t: [] for t in THRESHOLDS}
+    targets = [(cls, OrientedBox.from_dict(objs[0]["obb"]), glab == objs[0]["instance_id"])
+               for cls, objs in classes.items() if len(objs) == 1]   # success: single-instance targets
+    on_surface = glab != -1
+
+    def stats(found: bool, box, idx, gbox, member) -> dict:
+        sel = np.zeros(len(glab), bool)
+        if idx is not None:
+            sel[idx] = True
+        return {"found": found, "iou": box_iou(box, gbox) if box is not None else 0.0,
+                "gacc": float((sel == member)[on_surface].mean())}
+
     present = {o["class"] for o in real}
     absent = [a for a in ABSENT if a not in present]
-    abst_full = {}
+    full, abst_full = {}, {}
     for m in SIM_GRID:                      # the query engine's evidence bar, swept for calibration
         p.engine.cfg.min_similarity = m
-        for cls, objs in classes.items():
-            if len(objs) != 1:
-                continue          # success is defined for single-instance targets
-            gbox = OrientedBox.from_dict(objs[0]["obb"])
-            member = glab == objs[0]["instance_id"]
+        full[m] = []
+        for cls, gbox, member in targets:
             r = p.query(f"grab the {cls}")
-            iou = box_iou(r.objects[0].obb, gbox) if r.found else 0.0
-            sel = np.zeros(len(glab), bool)
-            if r.found:
-                sel[r.objects[0].gaussian_indices] = True
-            full[m].append({"class": cls, "found": r.found, "iou": iou,
-                            "gacc": float((sel == member)[glab != -1].mean())})
+            top = r.objects[0] if r.found else None
+            full[m].append({"class": cls, **stats(r.found, top and top.obb, top and top.gaussian_indices,
+                                                   gbox, member)})
         abst_full[m] = [not p.query(f"grab the {a}").found for a in absent]
-    for cls, objs in classes.items():
-        if len(objs) != 1:
-            continue
-        gbox = OrientedBox.from_dict(objs[0]["obb"])
-        member = glab == objs[0]["instance_id"]
+    thr = {t: [] for t in THRESHOLDS}
+    for cls, gbox, member in targets:
         tvec = p.embedder.embed_text([cls])[0]
         for threshold in THRESHOLDS:
             idx = np.nonzero(lang @ tvec >= threshold)[0]
-            tsel = np.zeros(len(glab), bool)
-            tsel[idx] = True
-            tiou = 0.0
-            if len(idx) >= 4:
-                pts = clean_points(snap.arrays["means"][idx], snap.arrays["opacities"][idx])
-                tiou = box_iou(fit_box(pts), gbox)
-            thr[threshold].append({"class": cls, "found": len(idx) > 0, "iou": tiou,
-                                   "gacc": float((tsel == member)[glab != -1].mean())})
+            box = fit_box(clean_points(snap.arrays["means"][idx], snap.arrays["opacities"][idx])) \
+                if len(idx) >= 4 else None
+            thr[threshold].append({"class": cls, **stats(len(idx) > 0, box, idx, gbox, member)})
     abst_thr = {t: [len(np.nonzero(lang @ p.embedder.embed_text([a])[0] >= t)[0]) == 0 for a in absent]
                 for t in THRESHOLDS}
     return {"seed": seed, "eval": ev, "full": full, "threshold": thr, "abst_full": abst_full, "abst_thr": abst_thr}
@@ -153,8 +148,9 @@ def run_bench(a) -> int:
     # speed
     from .cli import offline_pipeline
     d = _scene(int(a.seeds.split(",")[0]), a.frames, out)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+    from .bench_device import device_name, peak_gb, peak_reset
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    peak_reset(dev)
     t0 = time.monotonic()
     p = offline_pipeline(d, Config(), progress=False, held_out_every=5)
     wall = time.monotonic() - t0
@@ -165,10 +161,8 @@ def run_bench(a) -> int:
         t = time.perf_counter()
         p.query(["grab the mug", "pick up the bowl", "where is the laptop?"][i % 3])
         lat.append(1e3 * (time.perf_counter() - t))
-    import resource
-    peak = (torch.cuda.max_memory_allocated() / 2 ** 30 if torch.cuda.is_available()
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20)
-    res = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.processor() or 'x86_64'})",
+    peak = peak_gb(dev)
+    res = {"device": device_name(dev),
            "frames_per_s": n_fed / wall,
            "heldout_psnr_db": float(np.mean([e["psnr"] for e in ev])) if ev else float("nan"),
            "heldout_depth_l1_m": float(np.nanmean([e["depth_l1"] for e in ev])) if ev else float("nan"),

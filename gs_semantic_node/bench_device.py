@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .cli import is_held_out
 from .config import MapperConfig, QueryConfig, SemanticsConfig
 from .mapping.mapper import Mapper, backproject, resolve_device
 from .perception.base import Mask, l2n
@@ -46,12 +47,12 @@ def timed(fn, dev, repeats: int = 1, warmup: int = 1) -> tuple[list[float], obje
     return ts, out
 
 
-def _peak_reset(dev):
+def peak_reset(dev):
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
 
 
-def _peak_gb(dev) -> float:
+def peak_gb(dev) -> float:
     if dev.type == "cuda":
         return torch.cuda.max_memory_allocated(dev) / 2 ** 30
     import resource
@@ -71,7 +72,7 @@ def bench_mapping(sim_dirs: list[Path], width: int, height: int, iters: int, hel
     rows = []
     for d in sim_dirs:
         frames = load_frames(d)
-        is_held = [bool(held_out_every) and f.index % held_out_every == held_out_every // 2 for f in frames]
+        is_held = [is_held_out(f.index, held_out_every) for f in frames]
         held = [f for f, h in zip(frames, is_held) if h]          # never integrated: novel views
         train = [f for f, h in zip(frames, is_held) if not h]
         cfg = MapperConfig(width=width, height=height, iters_per_keyframe=iters, device=device, backend=backend,
@@ -80,7 +81,7 @@ def bench_mapping(sim_dirs: list[Path], width: int, height: int, iters: int, hel
         warm.integrate(train[0])
         m = Mapper(cfg)
         dev = m.device
-        _peak_reset(dev)
+        peak_reset(dev)
         _sync(dev)
         t0 = time.perf_counter()
         for f in train:
@@ -95,7 +96,7 @@ def bench_mapping(sim_dirs: list[Path], width: int, height: int, iters: int, hel
                      "heldout_frames": len(held),
                      "heldout_psnr_db": float(np.mean([e["psnr"] for e in ev])) if ev else float("nan"),
                      "heldout_depth_l1_m": float(np.nanmean([e["depth_l1"] for e in ev])) if ev else float("nan"),
-                     "gaussians": len(m.map), "peak_mem_gb": _peak_gb(dev)})
+                     "gaussians": len(m.map), "peak_mem_gb": peak_gb(dev)})
     return rows
 
 

@@ -24,6 +24,11 @@ def cmd_sim(a):
     print(f"wrote {out}/bag (MCAP) + gt.json + gt.npz")
 
 
+def is_held_out(index: int, every: int) -> bool:
+    """The frames benchmarks keep from the mapper (one in `every`, mid-interval) for novel views."""
+    return bool(every) and index % every == every // 2
+
+
 def offline_pipeline(bag_dir: str | Path, cfg=None, progress: bool = True, keep_language: bool = False,
                      held_out_every: int = 0):
     """Map a simulator bag without ROS (benchmarks, `gs-semantic map`)."""
@@ -39,7 +44,7 @@ def offline_pipeline(bag_dir: str | Path, cfg=None, progress: bool = True, keep_
     p.keep_gaussian_language = keep_language
     p.held_out = []
     for f in tqdm(list(read_frames(Path(bag_dir) / "bag")), desc="mapping", disable=not progress):
-        if held_out_every and f.index % held_out_every == held_out_every // 2:
+        if is_held_out(f.index, held_out_every):
             p.held_out.append(f)          # never shown to the mapper: for novel-view evaluation
             continue
         p.process(f)

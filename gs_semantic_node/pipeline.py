@@ -73,11 +73,11 @@ class SemanticMappingPipeline:
 
     def lift(self, kf: Keyframe, masks, emb: np.ndarray):
         with self.mapper.map.lock:
-            W = mask_weights(self.mapper, kf, [m.mask for m in masks])
+            binary = [m.mask for m in masks]
+            W = mask_weights(self.mapper, kf, binary)
             self.registry.update(self.mapper.map, W, emb, kf.stamp, [m.area for m in masks])
             sc = self.cfg.semantics
-            distill(self.mapper, kf, [m.mask for m in masks], sc.feature_iters, sc.feature_pixels,
-                    sc.feature_temperature)
+            distill(self.mapper, kf, binary, sc.feature_iters, sc.feature_pixels, sc.feature_temperature)
             if self.keep_gaussian_language:
                 self._accumulate_language(W, emb)
 

@@ -30,6 +30,24 @@ def node_proc(small_sim, tmp_path):
         p.wait()
 
 
+@pytest.fixture
+def client(node_proc):
+    """The test's own rclpy node and `connect(srv_type, name)`: a client whose service is up."""
+    _, tmp = node_proc
+    rclpy.init()
+    n = rclpy.create_node("test_client")
+
+    def connect(srv_type, name: str, timeout: float = 90):
+        c = n.create_client(srv_type, f"/gs_semantic/{name}")
+        assert c.wait_for_service(timeout_sec=timeout), (tmp / "node.log").read_text()
+        return c
+    try:
+        yield n, connect
+    finally:
+        n.destroy_node()
+        rclpy.try_shutdown()
+
+
 def call(node, cli, req, timeout=30):
     """Synchronous service call from the test's node; fails the test on timeout."""
     f = cli.call_async(req)
@@ -90,7 +108,7 @@ def inject_faults(n, sim) -> dict:
     return {"encoding": 1, "depth_invalid": 1, "pose_quaternion": 1, "size": 1, "size_mismatch": 1, "pose_jump": 1}
 
 
-def test_node_end_to_end(node_proc, small_sim):
+def test_node_end_to_end(node_proc, client, small_sim):
     from diagnostic_msgs.msg import DiagnosticArray
     from gs_semantic_msgs.msg import ObjectArray
     from gs_semantic_msgs.srv import ListObjects, LoadMap, QueryObjects, SaveMap, SegmentAt
@@ -98,106 +116,94 @@ def test_node_end_to_end(node_proc, small_sim):
 
     from gs_semantic_node.ros.player import BagPlayer
     proc, tmp = node_proc
-    rclpy.init()
-    n = rclpy.create_node("test_client")
-    try:
-        q = n.create_client(QueryObjects, "/gs_semantic/query_objects")
-        assert q.wait_for_service(timeout_sec=90), (tmp / "node.log").read_text()
+    n, connect = client
+    q = connect(QueryObjects, "query_objects")
 
-        # empty map: an honest "not found", never a made-up object
-        r = call(n, q, QueryObjects.Request(instruction="grab the mug"))
-        assert not r.found and "empty" in r.message
-        diag = {}
-        n.create_subscription(DiagnosticArray, "/diagnostics",
-                              lambda m: diag.update({kv.key: kv.value for s in m.status for kv in s.values}), 10)
-        player = BagPlayer(small_sim / "bag", rate=1.0)
-        sent = player.play()
-        assert sent == 12 * 5
-        t_end = time.monotonic() + 240
-        while time.monotonic() < t_end:
-            rclpy.spin_once(n, timeout_sec=0.5)
-            if diag and int(diag.get("frames_processed", 0)) >= 12 and diag.get("queue") == "0" \
-                    and diag.get("published_version") == diag.get("version"):
-                break
-        assert int(diag.get("frames_processed", 0)) == 12, (diag, (tmp / "node.log").read_text()[-3000:])
-        # fault injection: one corrupted set of each kind; each is skipped and counted, the node stays up
-        injected = inject_faults(n, small_sim)
-        t_end = time.monotonic() + 30
-        while time.monotonic() < t_end:
-            rclpy.spin_once(n, timeout_sec=0.5)
-            if all(int(diag.get(f"skipped_{k}", 0)) >= v for k, v in injected.items()):
-                break
-        for k, v in injected.items():
-            assert int(diag.get(f"skipped_{k}", 0)) == v, (k, diag)
-        assert proc.poll() is None
-        r = call(n, q, QueryObjects.Request(instruction="grab the mug", include_gaussians=True))
-        assert r.found, r.message
-        assert r.target_phrase == "mug" and r.objects[0].label == "mug"
-        assert len(r.objects[0].gaussian_indices) == r.objects[0].num_gaussians > 0
-        assert len(r.objects[0].gaussian_positions) == 3 * len(r.objects[0].gaussian_indices)
-        r = call(n, q, QueryObjects.Request(instruction="   "))
-        assert not r.found and "rejected" in r.message
-        lst = call(n, n.create_client(ListObjects, "/gs_semantic/list_objects"), ListObjects.Request())
-        assert len(lst.objects) >= 2
-        seg = call(n, n.create_client(SegmentAt, "/gs_semantic/segment_at"),
-                   SegmentAt.Request(u=80, v=60, use_latest_keyframe=True))
-        assert isinstance(seg.found, bool) and seg.message
-        save = call(n, n.create_client(SaveMap, "/gs_semantic/save_map"), SaveMap.Request(path=str(tmp / "m")), 60)
-        assert save.success, save.message
-        bad = call(n, n.create_client(LoadMap, "/gs_semantic/load_map"), LoadMap.Request(path=str(tmp / "nope")))
-        assert not bad.success and "current map kept" in bad.message
-        good = call(n, n.create_client(LoadMap, "/gs_semantic/load_map"), LoadMap.Request(path=str(tmp / "m")), 60)
-        assert good.success, good.message
-        # a late subscriber still gets the object list (transient local)
-        got = []
-        qos = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
-        n.create_subscription(ObjectArray, "/gs_semantic/objects", got.append, qos)
-        t_end = time.monotonic() + 10
-        while not got and time.monotonic() < t_end:
-            rclpy.spin_once(n, timeout_sec=0.2)
-        assert got and got[-1].header.frame_id == "map" and len(got[-1].objects) >= 2
-        player.destroy_node()
-    finally:
-        n.destroy_node()
-        rclpy.try_shutdown()
+    # empty map: an honest "not found", never a made-up object
+    r = call(n, q, QueryObjects.Request(instruction="grab the mug"))
+    assert not r.found and "empty" in r.message
+    diag = {}
+    n.create_subscription(DiagnosticArray, "/diagnostics",
+                          lambda m: diag.update({kv.key: kv.value for s in m.status for kv in s.values}), 10)
+    player = BagPlayer(small_sim / "bag", rate=1.0)
+    sent = player.play()
+    assert sent == 12 * 5
+    t_end = time.monotonic() + 240
+    while time.monotonic() < t_end:
+        rclpy.spin_once(n, timeout_sec=0.5)
+        if diag and int(diag.get("frames_processed", 0)) >= 12 and diag.get("queue") == "0" \
+                and diag.get("published_version") == diag.get("version"):
+            break
+    assert int(diag.get("frames_processed", 0)) == 12, (diag, (tmp / "node.log").read_text()[-3000:])
+    # fault injection: one corrupted set of each kind; each is skipped and counted, the node stays up
+    injected = inject_faults(n, small_sim)
+    t_end = time.monotonic() + 30
+    while time.monotonic() < t_end:
+        rclpy.spin_once(n, timeout_sec=0.5)
+        if all(int(diag.get(f"skipped_{k}", 0)) >= v for k, v in injected.items()):
+            break
+    for k, v in injected.items():
+        assert int(diag.get(f"skipped_{k}", 0)) == v, (k, diag)
+    assert proc.poll() is None
+    r = call(n, q, QueryObjects.Request(instruction="grab the mug", include_gaussians=True))
+    assert r.found, r.message
+    assert r.target_phrase == "mug" and r.objects[0].label == "mug"
+    assert len(r.objects[0].gaussian_indices) == r.objects[0].num_gaussians > 0
+    assert len(r.objects[0].gaussian_positions) == 3 * len(r.objects[0].gaussian_indices)
+    r = call(n, q, QueryObjects.Request(instruction="   "))
+    assert not r.found and "rejected" in r.message
+    lst = call(n, n.create_client(ListObjects, "/gs_semantic/list_objects"), ListObjects.Request())
+    assert len(lst.objects) >= 2
+    seg = call(n, n.create_client(SegmentAt, "/gs_semantic/segment_at"),
+               SegmentAt.Request(u=80, v=60, use_latest_keyframe=True))
+    assert isinstance(seg.found, bool) and seg.message
+    save = call(n, n.create_client(SaveMap, "/gs_semantic/save_map"), SaveMap.Request(path=str(tmp / "m")), 60)
+    assert save.success, save.message
+    bad = call(n, n.create_client(LoadMap, "/gs_semantic/load_map"), LoadMap.Request(path=str(tmp / "nope")))
+    assert not bad.success and "current map kept" in bad.message
+    good = call(n, n.create_client(LoadMap, "/gs_semantic/load_map"), LoadMap.Request(path=str(tmp / "m")), 60)
+    assert good.success, good.message
+    # a late subscriber still gets the object list (transient local)
+    got = []
+    qos = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+    n.create_subscription(ObjectArray, "/gs_semantic/objects", got.append, qos)
+    t_end = time.monotonic() + 10
+    while not got and time.monotonic() < t_end:
+        rclpy.spin_once(n, timeout_sec=0.2)
+    assert got and got[-1].header.frame_id == "map" and len(got[-1].objects) >= 2
+    player.destroy_node()
     t = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=10)
     assert time.monotonic() - t < 5.0
 
 
-def test_sigkill_during_save_map_keeps_previous_map(node_proc, small_sim):
+def test_sigkill_during_save_map_keeps_previous_map(node_proc, client, small_sim):
     from gs_semantic_msgs.srv import QueryObjects, SaveMap
 
     from gs_semantic_node.io.mapfile import load_map
     from gs_semantic_node.ros.player import BagPlayer
     proc, tmp = node_proc
-    rclpy.init()
-    n = rclpy.create_node("test_kill_client")
-    try:
-        save = n.create_client(SaveMap, "/gs_semantic/save_map")
-        assert save.wait_for_service(timeout_sec=90), (tmp / "node.log").read_text()
-        path = str(tmp / "kill_map")
-        assert call(n, save, SaveMap.Request(path=path)).success   # previous map: the empty one
-        before = len(load_map(path)[0]["means"])
-        BagPlayer(small_sim / "bag", rate=2.0).play()
-        q = n.create_client(QueryObjects, "/gs_semantic/query_objects")
-        t_end = time.monotonic() + 180
-        while time.monotonic() < t_end:                          # wait until the map has objects
-            if call(n, q, QueryObjects.Request(instruction="grab the mug"), 10).found:
-                break
-            time.sleep(1.0)
-        t = time.monotonic()
-        assert call(n, save, SaveMap.Request(path=path), 60).success
-        dur = time.monotonic() - t
-        grown = len(load_map(path)[0]["means"])
-        assert grown > before
-        save.call_async(SaveMap.Request(path=path))              # in flight when the node is killed
-        time.sleep(max(0.005, 0.5 * dur))                       # part-way through the save
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        n.destroy_node()
-        rclpy.try_shutdown()
+    n, connect = client
+    save = connect(SaveMap, "save_map")
+    path = str(tmp / "kill_map")
+    assert call(n, save, SaveMap.Request(path=path)).success   # previous map: the empty one
+    before = len(load_map(path)[0]["means"])
+    BagPlayer(small_sim / "bag", rate=2.0).play()
+    q = n.create_client(QueryObjects, "/gs_semantic/query_objects")
+    t_end = time.monotonic() + 180
+    while time.monotonic() < t_end:                          # wait until the map has objects
+        if call(n, q, QueryObjects.Request(instruction="grab the mug"), 10).found:
+            break
+        time.sleep(1.0)
+    t = time.monotonic()
+    assert call(n, save, SaveMap.Request(path=path), 60).success
+    dur = time.monotonic() - t
+    grown = len(load_map(path)[0]["means"])
+    assert grown > before
+    save.call_async(SaveMap.Request(path=path))              # in flight when the node is killed
+    time.sleep(max(0.005, 0.5 * dur))                       # part-way through the save
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
     arrays, _, _ = load_map(path)                                 # never corrupt: old or new, complete
     assert len(arrays["means"]) >= grown

@@ -114,6 +114,15 @@ def sample_scene(seed: int, n_objects: int | None = None, family: str = "primiti
     return SceneSpec(seed, objs, family)
 
 
+# procedural textures of the primitives family (no files)
+PRIMITIVE_ASSETS = """<texture name="wood" type="2d" builtin="checker" rgb1="0.55 0.38 0.22" rgb2="0.48 0.32 0.18"
+             width="256" height="256" mark="random" random="0.15" markrgb="0.62 0.45 0.28"/>
+    <material name="wood" texture="wood" texrepeat="6 6"/>
+    <texture name="floor" type="2d" builtin="checker" rgb1="0.75 0.75 0.72" rgb2="0.55 0.55 0.55"
+             width="256" height="256"/>
+    <material name="floor" texture="floor" texrepeat="8 8"/>"""
+
+
 def scene_mjcf(spec: SceneSpec) -> str:
     rng = np.random.default_rng(spec.seed + 7)
     bodies = []
@@ -121,12 +130,7 @@ def scene_mjcf(spec: SceneSpec) -> str:
         from .libero import textures_xml
         assets = textures_xml()
     else:
-        assets = """<texture name="wood" type="2d" builtin="checker" rgb1="0.55 0.38 0.22" rgb2="0.48 0.32 0.18"
-             width="256" height="256" mark="random" random="0.15" markrgb="0.62 0.45 0.28"/>
-    <material name="wood" texture="wood" texrepeat="6 6"/>
-    <texture name="floor" type="2d" builtin="checker" rgb1="0.75 0.75 0.72" rgb2="0.55 0.55 0.55"
-             width="256" height="256"/>
-    <material name="floor" texture="floor" texrepeat="8 8"/>"""
+        assets = PRIMITIVE_ASSETS
     for o in (spec.objects if spec.family == "primitives" else []):
         q = (np.cos(o.yaw / 2), 0, 0, np.sin(o.yaw / 2))
         bodies.append(f'<body name="obj{o.instance_id}" pos="{o.xy[0]:.4f} {o.xy[1]:.4f} {TABLE_TOP}" '
