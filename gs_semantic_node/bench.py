@@ -128,6 +128,11 @@ def run_bench(a) -> int:
                                for k in ("gaussian_accuracy", "object_gaussian_accuracy", "mean_box_iou", "missed",
                                          "split", "merged", "phantom", "largest_phantom_frac")},
                "max_phantom_frac": float(max(s["eval"]["largest_phantom_frac"] for s in scenes)),
+               # what each failure was: not found, or found with a box that misses (calibrated value)
+               "queries": [{"seed": s["seed"], **{k: q[k] for k in ("class", "found", "iou")}}
+                           for s in scenes for q in s["full"][best_m]],
+               "objects": [{"seed": s["seed"], **{k: o[k] for k in ("class", "label", "box_iou")}}
+                           for s in scenes for o in s["eval"]["per_object"].values()],
                "wall_s": round(time.monotonic() - t0, 1)}
         (out / "quality.json").write_text(json.dumps(res, indent=1))
         print(f"quality (ORACLE PERCEPTION, preset {res['noise_preset']}, seeds {seeds})")
@@ -143,7 +148,8 @@ def run_bench(a) -> int:
         from .cli import ROOT
         from .ros.load_test import run_load
         d = _scene(int(a.seeds.split(",")[0]), a.frames, out)
-        res = run_load(out, d, str(ROOT / "config" / "tabletop_demo.yaml"), a.threads, a.per_thread)
+        res = run_load(out, d, str(ROOT / "config" / "tabletop_demo.yaml"), a.threads, a.per_thread,
+                       a.service_depth)
         return 0 if res["failures"] == 0 else 1
     # speed
     from .cli import offline_pipeline

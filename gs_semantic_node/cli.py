@@ -120,6 +120,7 @@ def main(argv=None):
     b.add_argument("--frames", type=int, default=30)
     b.add_argument("--threads", type=int, default=4, help="load: client threads")
     b.add_argument("--per-thread", type=int, default=2500, help="load: queries per client thread")
+    b.add_argument("--service-depth", type=int, default=100, help="load: services' and clients' QoS history depth")
     b.add_argument("--sim-dirs", default="", help="mapping/perception/lift: existing simulator dirs (comma list)")
     b.add_argument("--width", type=int, default=160, help="mapping/lift: working resolution")
     b.add_argument("--height", type=int, default=120)

@@ -89,9 +89,9 @@ class SemanticMappingPipeline:
             st["language"] = torch.zeros(W.shape[0], E.shape[1], device=W.device)
         st["language"] += W[:, 1:] @ E
 
-    def refresh(self, kf: Keyframe | None = None):
+    def refresh(self, kf: Keyframe | None = None, recompute: bool = True):
         t = time.perf_counter()
-        self.registry.refresh(self.mapper.map)
+        self.registry.refresh(self.mapper.map, recompute)
         arrays = self.mapper.map.snapshot()
         latest = (kf.camera, kf.T_world_cam.cpu().numpy()) if kf is not None else self._snapshot.latest_keyframe
         self._snapshot = Snapshot(list(self.registry.objects), arrays, kf.stamp if kf else self._snapshot.stamp,
@@ -127,7 +127,8 @@ class SemanticMappingPipeline:
         with self.mapper.map.lock:
             arrays = self.mapper.map.snapshot()
             arrays["votes"] = self.mapper.map.state["votes"].cpu().numpy()
-            records = {i: list(r.views) for i, r in self.registry.records.items()}
+            records = {i: {"views": list(r.views), "n_masks": r.n_masks, "last_seen": r.last_seen}
+                       for i, r in self.registry.records.items()}
         return str(save_map(path, arrays, records, {"keyframes": len(self.mapper.keyframes)}))
 
     def load(self, path):
@@ -137,8 +138,9 @@ class SemanticMappingPipeline:
         arrays, records, _ = load_map(path)
         with self._work_lock, self.mapper.map.lock:
             self.mapper.map.load_arrays(arrays)
-            self.registry.records = {i: ObjectRecord(i, v) for i, v in records.items()}
-            self.refresh(None)
+            self.registry.records = {i: ObjectRecord(i, r["views"], r["last_seen"], r["n_masks"])
+                                     for i, r in records.items()}
+            self.refresh(None, recompute=False)     # the saved labels as they were, not re-split/merged
 
     # ------------------------------------------------------------ reader side
     @property

@@ -95,12 +95,13 @@ def _arrays(n=30):
 
 def test_save_load_roundtrip_and_truncation_refused(tmp_path):
     a = _arrays()
-    recs = {1: [(3.0, np.ones(4, np.float32))]}
+    recs = {1: {"views": [(3.0, np.ones(4, np.float32))], "n_masks": 7, "last_seen": 2.5}}
     save_map(tmp_path / "m", a, recs, {"k": 1})
     b, r, meta = load_map(tmp_path / "m")
     for k in a:
         np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-6, err_msg=k)
-    assert meta == {"k": 1} and np.allclose(r[1][0][1], 1)
+    assert meta == {"k": 1} and np.allclose(r[1]["views"][0][1], 1)
+    assert r[1]["n_masks"] == 7 and r[1]["last_seen"] == 2.5
     raw = (tmp_path / "m.ply").read_bytes()
     (tmp_path / "m.ply").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(MapFileError):

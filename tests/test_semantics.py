@@ -54,6 +54,34 @@ def test_registry_gives_every_gaussian_one_object():
     assert reg.update(m.map, W, emb[:1], 1.0) == [-1]
 
 
+def test_gaussians_lying_in_the_support_surface_join_it():
+    """Mask bleed puts table Gaussians around an object's base into the object; they go back."""
+    from gs_semantic_node.mapping.gaussians import GaussianMap
+    from gs_semantic_node.semantics.registry import ObjectRecord
+    g = np.stack(np.meshgrid(np.linspace(-0.3, 0.3, 61), np.linspace(-0.3, 0.3, 61)), -1).reshape(-1, 2)
+    table = np.c_[g, np.zeros(len(g))]
+    rng = np.random.default_rng(0)
+    body = np.c_[rng.uniform(-0.04, 0.04, (400, 2)), rng.uniform(0.0, 0.1, 400)]   # a 8 x 8 x 10 cm thing
+    pts = np.concatenate([table, body]).astype(np.float32)
+    m = GaussianMap(4, "cpu")
+    m.append(torch.as_tensor(pts), torch.full((len(pts), 3), 0.5), torch.full((len(pts), 3), 0.004))
+    ids = np.zeros(len(pts), np.int32)
+    ids[len(table):] = 1
+    bleed = np.all(np.abs(table[:, :2]) <= 0.07, axis=1)              # dilated masks: 3 cm of table
+    ids[:len(table)][bleed] = 1
+    m.state["object_id"] = torch.as_tensor(ids)
+    reg = ObjectRegistry(SemanticsConfig(support_peel=0.01))
+    reg.records[1] = ObjectRecord(1, [(1.0, np.eye(4, dtype=np.float32)[0])], 0.0, 3)
+    reg._peel_support(m)
+    out = m.state["object_id"].numpy()
+    assert (out[:len(table)] == 0).all()                               # every table Gaussian is table again
+    assert (out[len(table):][body[:, 2] > 0.01] == 1).all()            # the thing keeps everything above 1 cm
+    box = reg.describe(m.snapshot())
+    thing = [o for o in box if o.id == 1][0]
+    assert thing.obb.size[0] < 0.1 and thing.obb.size[1] < 0.1        # 8 cm wide, not the 14 cm of the bleed
+    assert thing.obb.center[2] - thing.obb.size[2] / 2 == pytest.approx(0.0, abs=3e-3)   # and rests on the table
+
+
 def test_upright_box_and_iou():
     rng = np.random.default_rng(0)
     R = np.array([[np.cos(0.5), -np.sin(0.5), 0], [np.sin(0.5), np.cos(0.5), 0], [0, 0, 1]])
@@ -68,7 +96,7 @@ def test_upright_box_and_iou():
 
 
 @pytest.mark.slow
-def test_pipeline_on_a_simulated_scene(small_sim):
+def test_pipeline_on_a_simulated_scene(small_sim, tmp_path):
     from gs_semantic_node.cli import offline_pipeline
     from gs_semantic_node.semantics.metrics import evaluate
     from gs_semantic_node.sim.generate import load_gt
@@ -82,6 +110,15 @@ def test_pipeline_on_a_simulated_scene(small_sim):
     r = p.query("grab the mug")
     assert r.found and r.objects[0].label == "mug"
     assert not p.query("bring me the laptop").found
+    # a saved map loads with the same objects (ids, labels, members, boxes), still queryable
+    from gs_semantic_node.pipeline import SemanticMappingPipeline
+    p.save(tmp_path / "m")
+    q = SemanticMappingPipeline(cfg)
+    q.load(tmp_path / "m")
+    before, after = p.objects(), q.objects()
+    assert [(o.id, o.label, o.num_gaussians) for o in after] == [(o.id, o.label, o.num_gaussians) for o in before]
+    assert all(np.allclose(a.obb.center, b.obb.center, atol=1e-4) for a, b in zip(after, before))
+    assert q.query("grab the mug").found
 
 
 def test_contrastive_loss_prefers_features_that_match_the_masks():

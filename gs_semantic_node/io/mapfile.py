@@ -43,7 +43,8 @@ def _fsync_write(path: Path, data: bytes):
 
 
 def save_map(path: str | Path, arrays: dict, records: dict | None = None, meta: dict | None = None) -> Path:
-    """arrays: GaussianMap.snapshot() (+ optional 'votes'); records: {id: [(weight, embedding), ...]}."""
+    """arrays: GaussianMap.snapshot() (+ optional 'votes'); records: {id: {"views": [(weight, embedding), ...],
+    "n_masks": int, "last_seen": float}} (the object registry's state)."""
     from gsplat import export_splats
     ply, side, prev = _paths(path)
     ply.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,9 @@ def save_map(path: str | Path, arrays: dict, records: dict | None = None, meta: 
         PlyData([PlyElement.describe(np.zeros(0, dtype=[(k, "<f4") for k in REQUIRED]), "vertex")]).write(buf0)
         data = buf0.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    rec = {str(k): [[float(w), np.asarray(e, np.float32).tolist()] for w, e in v] for k, v in (records or {}).items()}
+    rec = {str(k): {"views": [[float(w), np.asarray(e, np.float32).tolist()] for w, e in r["views"]],
+                    "n_masks": int(r.get("n_masks", 0)), "last_seen": float(r.get("last_seen", 0.0))}
+           for k, r in (records or {}).items()}
     buf = io.BytesIO()
     np.savez_compressed(buf, object_id=np.asarray(arrays["object_id"], np.int32),
                         confidence=np.asarray(arrays["confidence"], np.float32),
@@ -132,5 +135,15 @@ def load_map(path: str | Path) -> tuple[dict, dict, dict]:
     for k, a in arrays.items():
         if not np.all(np.isfinite(a)):
             raise MapFileError(f"{ply}: non-finite values in {k}")
-    records = {int(k): [(w, np.asarray(e, np.float32)) for w, e in val] for k, val in header["records"].items()}
+    try:
+        records = {int(k): _record(val) for k, val in header["records"].items()}
+    except (TypeError, ValueError, KeyError) as e:
+        raise MapFileError(f"object records in the sidecar of {ply} are malformed: {e}") from e
     return arrays, records, header.get("meta", {})
+
+
+def _record(val) -> dict:
+    if isinstance(val, list):           # maps saved before records kept their counts: one mask per view kept
+        val = {"views": val, "n_masks": len(val), "last_seen": 0.0}
+    return {"views": [(float(w), np.asarray(e, np.float32)) for w, e in val["views"]],
+            "n_masks": int(val["n_masks"]), "last_seen": float(val["last_seen"])}

@@ -66,7 +66,8 @@ class Mapper:
         if backend == "auto" and self.device.type == "cpu":
             backend = "torch"
         self.raster = make_rasterizer(backend)
-        self.map = GaussianMap(cfg.feature_dim, self.device, max_objects=max_objects)
+        self.map = GaussianMap(cfg.feature_dim, self.device, max_objects=max_objects,
+                               lrs={"means": cfg.lr_means, "scales": cfg.lr_scales})
         self.keyframes: list[Keyframe] = []
         self.rng = random.Random(seed)
         torch.manual_seed(seed)

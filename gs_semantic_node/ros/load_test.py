@@ -16,18 +16,22 @@ from rclpy.executors import SingleThreadedExecutor
 
 from gs_semantic_msgs.srv import QueryObjects
 
+from ..config import NodeConfig
 from .demo import ros_env, start_node, stop_node
+from .node import service_qos
 from .player import BagPlayer
 
 QUERIES = ["grab the mug", "pick up the bowl", "where is the apple?", "bring me the laptop", "", "the can next to the mug"]
 
 
-def run_load(out: Path, sim_dir: Path, params: str, threads: int = 4, per_thread: int = 2500) -> dict:
+def run_load(out: Path, sim_dir: Path, params: str, threads: int = 4, per_thread: int = 2500,
+             depth: int = NodeConfig.service_depth) -> dict:
     import os
     out.mkdir(parents=True, exist_ok=True)
     env = ros_env()
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
-    proc = start_node(params, [f"perception.gt_path:={sim_dir / 'gt.json'}"], env, out / "load_node.log")
+    proc = start_node(params, [f"perception.gt_path:={sim_dir / 'gt.json'}", f"node.service_depth:={depth}"], env,
+                      out / "load_node.log")
     rclpy.init()
     lat: list[list[float]] = [[] for _ in range(threads)]
     fails = [0] * threads
@@ -44,7 +48,7 @@ def run_load(out: Path, sim_dir: Path, params: str, threads: int = 4, per_thread
 
         def client(i: int):
             node = rclpy.create_node(f"load_client_{i}")
-            c = node.create_client(QueryObjects, "/gs_semantic/query_objects")
+            c = node.create_client(QueryObjects, "/gs_semantic/query_objects", qos_profile=service_qos(depth))
             c.wait_for_service(timeout_sec=30)
             time.sleep(1.0)     # let the response path match too (a first response can be lost otherwise)
             ex = SingleThreadedExecutor()
@@ -74,7 +78,7 @@ def run_load(out: Path, sim_dir: Path, params: str, threads: int = 4, per_thread
         rclpy.try_shutdown()
         stop_node(proc)
     all_lat = np.concatenate([np.asarray(x) for x in lat]) if any(lat) else np.zeros(1)
-    res = {"threads": threads, "queries": threads * per_thread, "failures": int(sum(fails)), "failed_at": failed_at, "wall_s": round(wall, 1),
+    res = {"threads": threads, "service_depth": depth, "queries": threads * per_thread, "failures": int(sum(fails)), "failed_at": failed_at, "wall_s": round(wall, 1),
            "qps": round(threads * per_thread / wall, 1), "rtt_ms_p50": float(np.percentile(all_lat, 50)),
            "rtt_ms_p90": float(np.percentile(all_lat, 90)), "rtt_ms_p99": float(np.percentile(all_lat, 99)),
            "rtt_ms_max": float(all_lat.max()), "while": "bag being mapped by the node (CPU reference rasterizer)"}

@@ -31,6 +31,13 @@ from ..pipeline import SemanticMappingPipeline
 from .convert import cloud_msg, marker_array, object_msg
 
 
+def service_qos(depth: int) -> QoSProfile:
+    """Reliable, volatile, KEEP_LAST `depth`: for the node's services and for clients that call
+    them at a high rate (their response reader history is what a late take reads from)."""
+    return QoSProfile(depth=max(1, int(depth)), history=HistoryPolicy.KEEP_LAST,
+                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+
+
 def _ros_value(v):
     return [str(x) for x in v] if isinstance(v, list) and v and isinstance(v[0], str) else v
 
@@ -88,11 +95,12 @@ class GsSemanticNode(Node):
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", latched)
         self.pub_cloud = self.create_publisher(PointCloud2, "~/gaussians", latched)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_service(QueryObjects, "~/query_objects", self.srv_query, callback_group=services)
-        self.create_service(SegmentAt, "~/segment_at", self.srv_segment, callback_group=services)
-        self.create_service(ListObjects, "~/list_objects", self.srv_list, callback_group=services)
-        self.create_service(SaveMap, "~/save_map", self.srv_save, callback_group=services)
-        self.create_service(LoadMap, "~/load_map", self.srv_load, callback_group=services)
+        srv_qos = service_qos(nc.service_depth)
+        for srv_type, name, cb in ((QueryObjects, "~/query_objects", self.srv_query),
+                                   (SegmentAt, "~/segment_at", self.srv_segment),
+                                   (ListObjects, "~/list_objects", self.srv_list),
+                                   (SaveMap, "~/save_map", self.srv_save), (LoadMap, "~/load_map", self.srv_load)):
+            self.create_service(srv_type, name, cb, qos_profile=srv_qos, callback_group=services)
         self.create_timer(nc.publish_period, self.publish, callback_group=timers)
         self.create_timer(nc.diagnostics_period, self.publish_diagnostics, callback_group=timers)
         if nc.autosave_period > 0:

@@ -123,14 +123,17 @@ class ObjectRegistry:
 
     # ------------------------------------------------------------ refresh
     @torch.no_grad()
-    def refresh(self, gmap: GaussianMap):
-        """Split / merge / smooth, then labels and boxes. Runs on a host snapshot."""
+    def refresh(self, gmap: GaussianMap, recompute: bool = True):
+        """Split / merge / smooth, then labels and boxes (only the latter with recompute=False: a
+        loaded map keeps its saved ids). Runs on a host snapshot."""
         with gmap.lock:
-            self.assign(gmap)
-            self._split(gmap)
-            self._merge(gmap)
-            self.assign(gmap)
-            self._smooth(gmap)
+            if recompute:
+                self.assign(gmap)
+                self._split(gmap)
+                self._merge(gmap)
+                self.assign(gmap)
+                self._smooth(gmap)
+                self._peel_support(gmap)
             snap = gmap.snapshot()
             self.objects = self.describe(snap)
             # Gaussians of objects too weak to report belong to the background: one published id each
@@ -237,6 +240,51 @@ class ObjectRegistry:
             ids[flip] = best_lab[flip]
         gmap.state["object_id"] = torch.as_tensor(ids, dtype=torch.int32, device=gmap.device)
 
+    def _stuff_mask(self, ids: np.ndarray) -> np.ndarray:
+        """Gaussians of the background or of an object labelled as stuff (table, floor, ...)."""
+        stuff_ids = [BACKGROUND] + [o for o, r in self.records.items()
+                                    if self.classify(r.embedding())[0] in self.cfg.stuff_classes]
+        return np.isin(ids, stuff_ids)
+
+    def _support_height(self, pts: np.ndarray, stuff_pts: np.ndarray, bottom: float, center=None,
+                        rotation=None, half=None) -> float | None:
+        """Median height of the stuff around an object's footprint, near its lowest Gaussian."""
+        if len(stuff_pts) == 0:
+            return None
+        reach, margin = self.cfg.support_reach, self.cfg.support_margin
+        if center is None:                   # axis-aligned footprint of the points
+            lo, hi = pts.min(0), pts.max(0)
+            center, rotation, half = (lo + hi) / 2, np.eye(3), (hi - lo) / 2
+        loc = (stuff_pts - center) @ rotation
+        near = np.all(np.abs(loc[:, :2]) <= half[:2] + margin, axis=1)
+        z = stuff_pts[near, 2]
+        z = z[(z > bottom - reach) & (z < bottom + 0.5 * reach)]
+        return float(np.median(z)) if len(z) >= 3 else None
+
+    def _peel_support(self, gmap: GaussianMap):
+        """Gaussians of a thing lying in the surface it stands on belong to that surface: masks
+        bleed onto the table around an object's base, and those Gaussians widen its box."""
+        if self.cfg.support_peel <= 0:
+            return
+        ids = gmap.state["object_id"].cpu().numpy().copy()
+        means = gmap.means.detach().cpu().numpy()
+        stuff = self._stuff_mask(ids)
+        if not stuff.any() or stuff.all():
+            return
+        stuff_idx = np.nonzero(stuff)[0]
+        tree = cKDTree(means[stuff_idx])
+        for oid in np.unique(ids[~stuff]).tolist():
+            idx = np.nonzero(ids == oid)[0]
+            pts = means[idx]
+            support = self._support_height(pts, means[stuff_idx], float(pts[:, 2].min()))
+            if support is None:
+                continue
+            low = idx[pts[:, 2] < support + self.cfg.support_peel]
+            if len(low) == 0 or len(idx) - len(low) < self.cfg.min_object_gaussians:
+                continue
+            ids[low] = ids[stuff_idx[tree.query(means[low], k=1)[1]]]
+        gmap.state["object_id"] = torch.as_tensor(ids, dtype=torch.int32, device=gmap.device)
+
     # ------------------------------------------------------------ labels, boxes
     def vocab_embeddings(self) -> np.ndarray:
         if self._vocab_emb is None:
@@ -261,7 +309,7 @@ class ObjectRegistry:
             rec = self.records.get(oid)
             embs[oid] = rec.embedding() if rec else None
             labels[oid] = self.classify(embs[oid]) if oid != BACKGROUND else ("background", 1.0, [])
-        stuff = np.isin(ids, [o for o, lab in labels.items() if o == BACKGROUND or lab[0] in self.cfg.stuff_classes])
+        stuff = self._stuff_mask(ids)
         for oid, (label, conf, alts) in labels.items():
             idx = np.nonzero(ids == oid)[0]
             if len(idx) == 0:
@@ -281,26 +329,13 @@ class ObjectRegistry:
             box.size = box.size + 2 * sigma * np.array([self.cfg.box_grow_sigma, self.cfg.box_grow_sigma,
                                                         self.cfg.box_grow_sigma_z])
             if not is_bg and box_mode == "upright":
-                self._extend_to_support(box, snap["means"][stuff], bottom)
+                support = self._support_height(None, snap["means"][stuff], bottom, box.center, box.rotation,
+                                               box.size / 2)
+                top = box.center[2] + box.size[2] / 2
+                if support is not None and top - support > 1e-3:     # its unseen underside reaches down to it
+                    box.center[2], box.size[2] = (top + support) / 2, top - support
             out.append(SemanticObject(
                 id=int(oid), label=label, confidence=conf, alternatives=alts, is_background=is_bg, obb=box,
                 aabb_min=clean.min(0), aabb_max=clean.max(0), centroid=clean.mean(0), num_gaussians=len(idx),
                 gaussian_indices=idx, last_seen=rec.last_seen if rec else 0.0, embedding=embs[oid]))
         return out
-
-    def _extend_to_support(self, box, stuff_pts: np.ndarray, bottom: float):
-        """Objects rest on something: the box's floor is the supporting surface right around the
-        object's footprint (its unseen underside reaches down to it; growth never pushes below it)."""
-        if len(stuff_pts) == 0:
-            return
-        reach, margin = self.cfg.support_reach, self.cfg.support_margin
-        loc = (stuff_pts - box.center) @ box.rotation
-        near = np.all(np.abs(loc[:, :2]) <= box.size[:2] / 2 + margin, axis=1)
-        z = stuff_pts[near, 2]
-        z = z[(z > bottom - reach) & (z < bottom + 0.5 * reach)]
-        if len(z) >= 3:
-            support = float(np.median(z))
-            top = box.center[2] + box.size[2] / 2
-            if top - support > 1e-3:
-                box.center[2] = (top + support) / 2
-                box.size[2] = top - support
