@@ -125,6 +125,8 @@ def main(argv=None):
     b.add_argument("--width", type=int, default=160, help="mapping/lift: working resolution")
     b.add_argument("--height", type=int, default=120)
     b.add_argument("--iters", type=int, default=8, help="mapping: optimisation iterations per keyframe")
+    b.add_argument("--lr-means", type=float, default=None, help="mapping: mapper.lr_means override")
+    b.add_argument("--lr-scales", type=float, default=None, help="mapping: mapper.lr_scales override")
     b.add_argument("--seed-stride", type=int, default=2, help="mapping: one new Gaussian per stride x stride pixels")
     b.add_argument("--stock-keep-all", action="store_true", help="perception: also time the stock generator with "
                                                                   "no filters (over a minute per call on an H100)")

@@ -17,6 +17,11 @@ from .boxes import box_iou
 STUFF = -2
 
 
+def surface_distance(means: np.ndarray, gt: dict) -> np.ndarray:
+    """Each Gaussian's distance to the nearest GT surface sample (m)."""
+    return cKDTree(gt["surface_points"]).query(means, k=1)[0]
+
+
 def gt_labels(means: np.ndarray, gt: dict, max_dist: float = 0.03) -> np.ndarray:
     """GT instance per Gaussian (STUFF for table/floor, -1 when no GT surface is within max_dist)."""
     tree = cKDTree(gt["surface_points"])
