@@ -90,9 +90,23 @@ class ObjectRegistry:
             if len(whole) >= 2:
                 assigned.append(-1)
                 continue
+            # join the object holding most of the mask among those whose embedding agrees: a thing on a
+            # table whose Gaussians the table's votes dominate still finds its own object, instead
+            # of founding a new fragment each view (fragments never win a Gaussian: a missed object)
+            agree = torch.ones(K, dtype=torch.bool)
+            for o, eo in emb.items():
+                if eo is not None and float(e @ eo) < cfg.assoc_min_similarity:
+                    agree[o] = False
+            # ... but a mask that is most of a known object and lies mostly on it, with an embedding that
+            # disagrees, is that object misread (CLIP on a bad crop): it votes for none, else a
+            # wrong-class twin of the table grows from such masks
+            if any(coverage[m, o] >= 0.5 and sh[o] >= 0.5 and not agree[o] for o in self.records):
+                assigned.append(-1)
+                continue
+            sh = self._shares(votes, core[:, m], agree.to(votes.device))
+            sh[BACKGROUND] = 0
             best = int(np.argmax(sh))
-            target = best if best in self.records and sh[best] >= cfg.assoc_overlap and \
-                (emb.get(best) is None or float(e @ emb[best]) >= cfg.assoc_min_similarity) else None
+            target = best if best in self.records and sh[best] >= cfg.assoc_overlap else None
             if target is None:
                 target = self._free_id(K)
                 if target is None:
@@ -110,6 +124,16 @@ class ObjectRegistry:
         self.keyframes += 1
         self.assign(gmap)
         return assigned
+
+    @staticmethod
+    def _shares(votes: torch.Tensor, core_m: torch.Tensor, cols: torch.Tensor) -> np.ndarray:
+        """Share of one mask's core weight per object, each Gaussian split by its votes among `cols`."""
+        rows = torch.nonzero(core_m > 0).squeeze(1)
+        if rows.numel() == 0:
+            return np.zeros(votes.shape[1], np.float32)
+        V = votes[rows] * cols[None].to(votes.dtype)
+        P = V / V.sum(1, keepdim=True).clamp(min=1e-9)
+        return ((core_m[rows] @ P) / core_m[rows].sum().clamp(min=1e-9)).cpu().numpy()
 
     @torch.no_grad()
     def assign(self, gmap: GaussianMap):
