@@ -54,6 +54,25 @@ def test_registry_gives_every_gaussian_one_object():
     assert reg.update(m.map, W, emb[:1], 1.0) == [-1]
 
 
+def test_a_thing_on_a_table_keeps_one_object_and_misread_table_masks_vote_for_none():
+    """The table's votes dominate a small thing's Gaussians (dilated table masks); the thing's masks
+    must still gather into one object, view after view, and a table mask read as the thing is ignored."""
+    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0))
+    kf = m.integrate(two_region_frame())
+    thing = np.zeros((60, 80), bool)
+    thing[25:35, 35:45] = True
+    table, e_thing = np.eye(4, dtype=np.float32)[0], np.eye(4, dtype=np.float32)[1]
+    reg = ObjectRegistry(SemanticsConfig(), embed_text=lambda t: np.tile(np.eye(4, dtype=np.float32)[2], (len(t), 1)))
+    everything = np.ones((60, 80), bool)
+    for _ in range(4):                               # table masks bleeding over the thing
+        reg.update(m.map, mask_weights(m, kf, [everything]), table[None], 0.0)
+    ids = [reg.update(m.map, mask_weights(m, kf, [thing]), e_thing[None], 1.0 + i)[0] for i in range(3)]
+    assert ids[0] > 0 and ids == [ids[0]] * 3, ids
+    assert len(reg.records) == 2
+    assert reg.update(m.map, mask_weights(m, kf, [everything]), e_thing[None], 5.0) == [-1]
+    assert len(reg.records) == 2
+
+
 def test_gaussians_lying_in_the_support_surface_join_it():
     """Mask bleed puts table Gaussians around an object's base into the object; they go back."""
     from gs_semantic_node.mapping.gaussians import GaussianMap
