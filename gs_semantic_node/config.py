@@ -106,6 +106,8 @@ class QueryConfig:
     min_similarity: float = 0.7        # oracle/text-proxy bench, calibrated on tuning seeds 1-4 (bench quality)
     min_relevancy: float = 0.5
     label_min_confidence: float = 0.5  # objects labelled this confidently also match through their label (> 1: off)
+    view_evidence: int = 2             # an object also matches through the mean of its n views closest to the
+                                       # phrase (0: off): views of one object differ, the average blurs them
     temperature: float = 0.05
     negatives: list = field(default_factory=lambda: ["object", "things", "stuff", "texture"])
     max_instruction_chars: int = 500

@@ -87,3 +87,4 @@ class SemanticObject:
     gaussian_positions: np.ndarray | None = None
     last_seen: float = 0.0
     embedding: np.ndarray | None = None
+    view_embeddings: np.ndarray | None = None   # (k, D) the best views' embeddings behind `embedding`

@@ -64,3 +64,17 @@ def test_a_confident_label_is_evidence_a_doubtful_one_is_not():
     unsure.label, unsure.confidence = "mug", 0.3
     assert not eng.query("grab the mug", [unsure]).found
     assert not eng.query("grab the laptop", [sure]).found
+
+
+def test_views_that_agree_are_evidence_a_single_misread_view_is_not():
+    """A butter seen as 'butter' twice and as 'a small box' three times averages below the bar."""
+    u = lambda v: np.asarray(v, np.float32) / np.linalg.norm(v)       # noqa: E731
+    mug, box = u([1, 0, 0, 0]), u([0, 0, 1, 0])
+    eng = QueryEngine(QueryConfig(min_similarity=0.7, view_evidence=2), embed)
+    two = obj(1, u(2 * mug + 3 * box), 0.0)
+    two.view_embeddings = np.stack([mug, mug, box, box, box])
+    assert float(two.embedding @ mug) < 0.7 and eng.query("grab the mug", [two]).found
+    one = obj(1, u(mug + 4 * box), 0.0)
+    one.view_embeddings = np.stack([mug, box, box, box, box])
+    assert not eng.query("grab the mug", [one]).found
+    assert not QueryEngine(QueryConfig(min_similarity=0.7, view_evidence=0), embed).query("grab the mug", [two]).found

@@ -47,6 +47,18 @@ class QueryEngine:
             raise QueryError("instruction has no words")
         return s
 
+    @staticmethod
+    def _closest_views(o: SemanticObject, tvec: np.ndarray, n: int) -> tuple[np.ndarray, float]:
+        """The n views closest to the phrase: their mean embedding and mean cosine (not the cosine of
+        the normalised mean, which one agreeing view plus one orthogonal one would push to 0.71)."""
+        V = o.view_embeddings
+        if V is None or len(V) < n:
+            return o.embedding, float(o.embedding @ tvec)
+        c = V @ tvec
+        top = np.argsort(-c)[:n]
+        e = V[top].mean(0)
+        return e / max(float(np.linalg.norm(e)), 1e-8), float(c[top].mean())
+
     def relevancy(self, obj_emb: np.ndarray, target: np.ndarray, negatives: np.ndarray) -> np.ndarray:
         """min over negatives of softmax([s_target, s_negative]) (LangSplat), per object."""
         t = self.cfg.temperature
@@ -71,6 +83,11 @@ class QueryEngine:
         tvec, negs = vecs[0], vecs[1:1 + len(self.cfg.negatives)]
         sim = E @ tvec
         rel = self.relevancy(E, tvec, negs)
+        k_views = self.cfg.view_evidence
+        if k_views > 0:     # a few views that agree on the phrase are evidence too (not a single, maybe misread one)
+            views = [self._closest_views(o, tvec, k_views) for o in cands]
+            sim = np.maximum(sim, [c for _, c in views])
+            rel = np.maximum(rel, self.relevancy(np.stack([e for e, _ in views]), tvec, negs))
         # an object's vocabulary label is its embedding snapped to a clean class name: when the
         # classifier is confident, the label's text embedding is evidence too (denoises the views' average)
         sure = np.array([o.confidence >= self.cfg.label_min_confidence and bool(o.label) for o in cands])

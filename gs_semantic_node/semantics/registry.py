@@ -361,5 +361,6 @@ class ObjectRegistry:
             out.append(SemanticObject(
                 id=int(oid), label=label, confidence=conf, alternatives=alts, is_background=is_bg, obb=box,
                 aabb_min=clean.min(0), aabb_max=clean.max(0), centroid=clean.mean(0), num_gaussians=len(idx),
-                gaussian_indices=idx, last_seen=rec.last_seen if rec else 0.0, embedding=embs[oid]))
+                gaussian_indices=idx, last_seen=rec.last_seen if rec else 0.0, embedding=embs[oid],
+                view_embeddings=np.stack([v[1] for v in rec.views]) if rec and rec.views else None))
         return out
