@@ -133,6 +133,9 @@ def run_bench(a) -> int:
                            for s in scenes for q in s["full"][best_m]],
                "objects": [{"seed": s["seed"], **{k: o[k] for k in ("class", "label", "box_iou")}}
                            for s in scenes for o in s["eval"]["per_object"].values()],
+               "per_scene": [{"seed": s["seed"], **{k: s["eval"][k] for k in ("missed", "split", "merged", "phantom",
+                                                                             "largest_phantom_frac")}}
+                             for s in scenes],
                "wall_s": round(time.monotonic() - t0, 1)}
         (out / "quality.json").write_text(json.dumps(res, indent=1))
         print(f"quality (ORACLE PERCEPTION, preset {res['noise_preset']}, seeds {seeds})")

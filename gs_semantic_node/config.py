@@ -103,7 +103,7 @@ class SemanticsConfig:
 @dataclass
 class QueryConfig:
     max_results: int = 5
-    min_similarity: float = 0.7        # oracle/text-proxy bench, calibrated on tuning seeds 1-4 (bench quality)
+    min_similarity: float = 0.65       # oracle/text-proxy bench, calibrated on tuning seeds 1-4 (bench quality)
     min_relevancy: float = 0.5
     label_min_confidence: float = 0.5  # objects labelled this confidently also match through their label (> 1: off)
     view_evidence: int = 2             # an object also matches through the mean of its n views closest to the

@@ -94,9 +94,10 @@ class ObjectRegistry:
             # table whose Gaussians the table's votes dominate still finds its own object, instead
             # of founding a new fragment each view (fragments never win a Gaussian: a missed object)
             agree = torch.ones(K, dtype=torch.bool)
-            for o, eo in emb.items():
-                if eo is not None and float(e @ eo) < cfg.assoc_min_similarity:
-                    agree[o] = False
+            known = [o for o, eo in emb.items() if eo is not None]
+            if known:
+                disagree = np.stack([emb[o] for o in known]) @ e < cfg.assoc_min_similarity
+                agree[torch.as_tensor(known)[torch.as_tensor(disagree)]] = False
             # ... but a mask that is most of a known object and lies mostly on it, with an embedding that
             # disagrees, is that object misread (CLIP on a bad crop): it votes for none, else a
             # wrong-class twin of the table grows from such masks
