@@ -32,8 +32,8 @@ from .convert import cloud_msg, marker_array, object_msg
 
 
 def service_qos(depth: int) -> QoSProfile:
-    """Reliable, volatile, KEEP_LAST `depth`: for the node's services and for clients that call
-    them at a high rate (their response reader history is what a late take reads from)."""
+    """Reliable, volatile, KEEP_LAST `depth`: the node's services, and clients that call them at a
+    high rate (with ROS's default depth 10 both sides lost responses under load: bench/RESULTS.md)."""
     return QoSProfile(depth=max(1, int(depth)), history=HistoryPolicy.KEEP_LAST,
                       reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
