@@ -35,7 +35,12 @@ class MapperConfig:
     iters_per_keyframe: int = 8
     window_recent: int = 2
     window_random: int = 2
-    lambda_depth: float = 0.5
+    # The rendered (expected) depth is biased towards the nearer centres on oblique surfaces, so its
+    # loss alone sank the table 6 mm under its true top and shrank round objects; the centre term
+    # holds centres on the observed surface (`bench mapping`, bench/RESULTS.md).
+    lambda_depth: float = 0.2
+    lambda_center_depth: float = 2.0   # pull centres onto the observed depth (Mapper.center_depth_loss)
+    center_depth_band: float = 0.03    # m; centres farther from the observed depth are occluded or elsewhere
     prune_opacity: float = 0.02
     prune_every: int = 5               # keyframes
     max_scale: float = 0.1             # m; larger Gaussians are pruned
@@ -90,13 +95,14 @@ class SemanticsConfig:
     feature_temperature: float = 0.1
     merge_feature_similarity: float = 0.5   # touching objects merge only if their instance features agree
     merge_similarity: float = 0.75     # objects sharing a boundary and this similar are merged
+    merge_vote_cosine: float = 0.3     # things whose vote columns are this alike merge (>1: never)
     box_min_opacity: float = 0.1
     box_outlier_std: float = 4.0
-    box_grow_sigma: float = 0.75       # boxes grow by this many Gaussian scales per side (centres lie inside)
-    box_grow_sigma_z: float = 0.5      # ... vertically (the floor is then set by the support surface)
+    box_grow_sigma: float = 0.5        # boxes grow by this many Gaussian scales per side (centres lie inside)
+    box_grow_sigma_z: float = 0.0      # ... vertically: top centres lie on the top face; the support sets the floor
     support_reach: float = 0.04        # m: support surface searched this far below an object's lowest Gaussian
     support_margin: float = 0.03       # m: ... among stuff Gaussians this close around its footprint
-    support_peel: float = 0.01         # m: a thing's Gaussians this close above its support join the support (0 = off)
+    support_peel: float = 0.003        # m: a thing's Gaussians this close above its support join the support (0 = off)
     refresh_every: int = 3             # keyframes between split/merge/smoothing passes
     max_objects: int = 128             # cap: vote columns per Gaussian (incl. background)
 

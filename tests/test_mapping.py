@@ -37,6 +37,47 @@ def test_optimisation_lowers_the_loss():
     assert float(m.loss(kf)) < before
 
 
+def test_center_depth_term_pulls_centres_onto_the_observed_surface():
+    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0))
+    m.integrate(plane_frame(d=1.5))
+    kf = m.keyframes[-1]
+    with torch.no_grad():
+        m.map.params["means"][:, 2] += 0.01                      # everything 1 cm behind the surface
+        m.map.params["means"][0, 2] += 0.2                       # one far behind: occluded, not pulled
+    m.map.params["means"].grad = None
+    m.center_depth_loss(kf).backward()
+    g = m.map.params["means"].grad[:, 2]
+    assert (g[1:] > 0).all() and g[0] == 0                       # descent moves them forward, not it
+
+
+def tilted_frame(k=1.2, d0=1.0, w=40, h=30):
+    """A textured plane z = d0 + k*y seen obliquely (camera frame = world frame)."""
+    cam = Camera(w * 0.75, w * 0.75, (w - 1) / 2, (h - 1) / 2, w, h)
+    v, u = np.mgrid[0:h, 0:w].astype(np.float32)
+    depth = d0 / (1 - k * (v - cam.cy) / cam.fy)
+    rgb = np.zeros((h, w, 3), np.uint8)
+    rgb[..., 0] = (u * 6).astype(np.uint8)
+    rgb[..., 1] = ((u // 4 + v // 4) % 2 * 200).astype(np.uint8)
+    return Frame(rgb, depth.astype(np.float32), cam, np.eye(4), 0.0, 0)
+
+
+def test_oblique_surfaces_do_not_sink_behind_the_observed_depth():
+    """Expected depth favours the nearer blended centres on an oblique plane, so its loss alone
+    pushes centres behind the surface; the centre term holds them closer to it."""
+    offsets = {}
+    for name, cfg in {"expected depth only": MapperConfig(lambda_depth=0.5, lambda_center_depth=0.0),
+                      "defaults": MapperConfig()}.items():
+        torch.manual_seed(0)
+        cfg.width, cfg.height, cfg.iters_per_keyframe = 40, 30, 0
+        m = Mapper(cfg)
+        m.integrate(tilted_frame())
+        m.optimise(40)
+        P = m.map.means.detach().numpy()
+        offsets[name] = float(np.median(P[:, 2] - (1.0 + 1.2 * P[:, 1])))     # > 0: behind the plane
+    assert offsets["expected depth only"] > 0.004, offsets
+    assert offsets["defaults"] < 0.5 * offsets["expected depth only"], offsets
+
+
 def test_gradients_flow_through_cpu_reference():
     torch.manual_seed(0)
     n = 50

@@ -162,7 +162,43 @@ class Mapper:
         l_rgb = (out.colors - kf.rgb).abs().mean()
         valid = kf.depth > 0
         l_depth = (out.depth - kf.depth).abs()[valid].mean() if bool(valid.any()) else out.depth.sum() * 0
-        return l_rgb + self.cfg.lambda_depth * l_depth
+        loss = l_rgb + self.cfg.lambda_depth * l_depth
+        if self.cfg.lambda_center_depth > 0:
+            loss = loss + self.cfg.lambda_center_depth * self.center_depth_loss(kf)
+        return loss
+
+    def center_depth_loss(self, kf: Keyframe) -> torch.Tensor:
+        """Gaussian centres near the observed surface are pulled onto it along the ray.
+
+        The rendered expected depth is biased towards the nearer of the blended centres on slanted
+        surfaces (front-to-back compositing), so an expected-depth loss alone pushes Gaussians
+        behind oblique surfaces and rims; this term is unbiased for the centres it sees."""
+        means = self.map.means
+        pc = means @ kf.viewmat[:3, :3].T + kf.viewmat[:3, 3]
+        z = pc[:, 2]
+        d_obs, ok = self._observed_depth(kf, pc.detach())
+        err = (z - d_obs).abs()
+        ok &= err.detach() < self.cfg.center_depth_band
+        return err[ok].mean() if bool(ok.any()) else z.sum() * 0
+
+    def _observed_depth(self, kf: Keyframe, pc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bilinear observed depth under camera-frame points (nearest pixels would turn an oblique
+        plane into a staircase the centres snap to); no value across holes or depth edges."""
+        cam = kf.camera
+        z = pc[:, 2]
+        zs = z.clamp(min=1e-6)
+        u = pc[:, 0] / zs * cam.fx + cam.cx
+        v = pc[:, 1] / zs * cam.fy + cam.cy
+        ok = (z > self.cfg.min_depth) & (u >= 0) & (u <= cam.width - 1) & (v >= 0) & (v <= cam.height - 1)
+        u0 = u.floor().clamp(0, cam.width - 2).long()
+        v0 = v.floor().clamp(0, cam.height - 2).long()
+        du, dv = (u - u0).clamp(0, 1), (v - v0).clamp(0, 1)
+        D = kf.depth
+        q = torch.stack([D[v0, u0], D[v0, u0 + 1], D[v0 + 1, u0], D[v0 + 1, u0 + 1]], 1)
+        lo = q.min(1).values
+        ok &= (lo > 0) & (q.max(1).values - lo < self.cfg.seed_depth_error * lo)
+        d = (q[:, 0] * (1 - du) * (1 - dv) + q[:, 1] * du * (1 - dv) + q[:, 2] * (1 - du) * dv + q[:, 3] * du * dv)
+        return d, ok
 
     def optimise(self, iters: int) -> float:
         if len(self.map) == 0 or not self.keyframes:

@@ -33,6 +33,22 @@ def gt_labels(means: np.ndarray, gt: dict, max_dist: float = 0.03) -> np.ndarray
     return lab
 
 
+def yaw_free_iou(pred: OrientedBox, gt: OrientedBox) -> float:
+    """IoU with the GT box of a solid of revolution (about the vertical) turned to the predicted
+    box's yaw: every yaw bounds that solid equally well, so the GT's own yaw is not evidence."""
+    axis = int(np.argmax(np.abs(pred.rotation[2])))          # the predicted box's vertical axis
+    u = pred.rotation[:, (axis + 1) % 3].copy()
+    u[2] = 0.0
+    if np.linalg.norm(u) < 1e-6:
+        return box_iou(pred, gt)
+    u /= np.linalg.norm(u)
+    R = np.column_stack([u, [-u[1], u[0], 0.0], [0.0, 0.0, 1.0]])
+    g_vert = int(np.argmax(np.abs(gt.rotation[2])))
+    horiz = [gt.size[i] for i in range(3) if i != g_vert]
+    turned = OrientedBox(gt.center, R, np.array([horiz[0], horiz[1], gt.size[g_vert]]))
+    return max(box_iou(pred, gt), box_iou(pred, turned))
+
+
 def evaluate(arrays: dict, objects: list, gt: dict) -> dict:
     means, pred = arrays["means"], arrays["object_id"].astype(np.int64)
     glab = gt_labels(means, gt)
@@ -55,14 +71,17 @@ def evaluate(arrays: dict, objects: list, gt: dict) -> dict:
         correct |= (glab == g) & (pred_m == p)
     acc = float(correct[on].mean()) if on.any() else 0.0
     obj_acc = float(correct[on & (glab >= 0)].mean()) if (on & (glab >= 0)).any() else 0.0
-    ious, per = [], {}
+    ious, ious_sym, per = [], [], {}
     for o in real_gt:
         g = o["instance_id"]
         gbox = OrientedBox.from_dict(o["obb"])
         p = match.get(g)
         iou = box_iou(obj_by_id[p].obb, gbox) if p is not None and p in obj_by_id else 0.0
+        iou_sym = yaw_free_iou(obj_by_id[p].obb, gbox) if p is not None and p in obj_by_id and \
+            o.get("axisymmetric") else iou
         ious.append(iou)
-        per[g] = {"class": o["class"], "pred": p, "box_iou": iou,
+        ious_sym.append(iou_sym)
+        per[g] = {"class": o["class"], "pred": p, "box_iou": iou, "box_iou_sym": iou_sym,
                   "label": obj_by_id[p].label if p is not None and p in obj_by_id else None}
     n = max(1, len(means))
     counts = {"missed": 0, "split": 0, "merged": 0, "phantom": 0, "largest_phantom_frac": 0.0}
@@ -81,5 +100,6 @@ def evaluate(arrays: dict, objects: list, gt: dict) -> dict:
             counts["phantom"] += 1
             counts["largest_phantom_frac"] = max(counts["largest_phantom_frac"], size / n)
     return {"gaussian_accuracy": acc, "object_gaussian_accuracy": obj_acc,
-            "mean_box_iou": float(np.mean(ious)) if ious else 0.0, "per_object": per, **counts,
+            "mean_box_iou": float(np.mean(ious)) if ious else 0.0,
+            "mean_box_iou_sym": float(np.mean(ious_sym)) if ious_sym else 0.0, "per_object": per, **counts,
             "n_gaussians": int(len(means)), "n_objects": len([o for o in objects if not o.is_background])}

@@ -213,6 +213,8 @@ class ObjectRegistry:
                 else:
                     stuff[label] = o
         live = [o for o in live if o in self.records]
+        self._merge_shared_votes(votes)
+        live = [o for o in live if o in self.records]
         feats = object_features(gmap.params["features"].detach().cpu().numpy(), ids, live) \
             if self.cfg.feature_iters > 0 else {}
         for i, a in enumerate(live):
@@ -232,6 +234,29 @@ class ObjectRegistry:
         for o in list(self.records):
             if float(votes[:, o].sum()) <= 0:
                 del self.records[o]
+
+    def _merge_shared_votes(self, votes: torch.Tensor):
+        """Things whose masks voted for the same Gaussians are one thing, whatever each mask read as:
+        a butter seen as "a small yellow box" in some views otherwise splits its votes over two
+        records and loses its Gaussians to the table's dilated masks (tuning seeds 3, 4). The most
+        alike pair merges first and the columns are compared again, so no chain A ~ bridge ~ B forms."""
+        if self.cfg.merge_vote_cosine > 1:
+            return
+        mass = votes.sum(0).cpu().numpy()     # records that own no Gaussian yet count: they may win together
+        things = [o for o in self.records if mass[o] > 0
+                  and self.classify(self.records[o].embedding())[0] not in self.cfg.stuff_classes]
+        while len(things) >= 2:
+            cols = votes[:, things]
+            cols = cols / cols.norm(dim=0, keepdim=True).clamp(min=1e-9)
+            C = (cols.T @ cols).cpu().numpy()
+            np.fill_diagonal(C, -1.0)
+            i, j = np.unravel_index(int(np.argmax(C)), C.shape)
+            if C[i, j] < self.cfg.merge_vote_cosine:
+                break
+            keep, gone = (things[i], things[j]) if mass[things[i]] >= mass[things[j]] else (things[j], things[i])
+            mass[keep] += mass[gone]
+            self._absorb(votes, keep, gone)
+            things.remove(gone)
 
     def _absorb(self, votes: torch.Tensor, keep: int, gone: int):
         votes[:, keep] += votes[:, gone]

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from ..io.bags import BagWriter
 from ..types import Frame
 from .render import SceneRenderer, trajectory
-from .scene import sample_scene
+from .scene import AXISYMMETRIC, sample_scene
 
 
 @dataclass
@@ -104,7 +104,8 @@ def generate(cfg: SimConfig, out: str | Path, progress: bool = True) -> Path:
         "frames": frames_meta,
         "objects": [{"instance_id": g.instance_id, "class": str(g.cls), "descriptions": g.descriptions,
                      "obb": g.obb.to_dict(), "aabb_min": g.aabb_min.tolist(), "aabb_max": g.aabb_max.tolist(),
-                     "is_background": g.is_background} for g in gts],
+                     "is_background": g.is_background,
+                     "axisymmetric": spec.family == "primitives" and g.cls in AXISYMMETRIC} for g in gts],
     }
     (out / "gt.json").write_text(json.dumps(gt, indent=1))
     return out

@@ -37,6 +37,11 @@ CLASSES: dict[str, dict] = {
 }
 
 
+# Solids of revolution about the vertical: their GT box yaw is the sampler's random yaw, which no
+# observation can recover, so metrics also score them against the GT box turned to the prediction's yaw.
+AXISYMMETRIC = frozenset({"bowl", "wine bottle", "can", "apple"})
+
+
 def _geoms(cls: str, rgba: tuple, rng: np.random.Generator) -> str:
     c = "{:.3f} {:.3f} {:.3f} 1".format(*rgba)
     if cls == "mug":
