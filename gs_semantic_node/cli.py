@@ -127,6 +127,9 @@ def main(argv=None):
     b.add_argument("--iters", type=int, default=8, help="mapping: optimisation iterations per keyframe")
     b.add_argument("--lr-means", type=float, default=None, help="mapping: mapper.lr_means override")
     b.add_argument("--lr-scales", type=float, default=None, help="mapping: mapper.lr_scales override")
+    b.add_argument("--lambda-depth", type=float, default=None, help="mapping: mapper.lambda_depth override")
+    b.add_argument("--lambda-center-depth", type=float, default=None,
+                   help="mapping: mapper.lambda_center_depth override")
     b.add_argument("--seed-stride", type=int, default=2, help="mapping: one new Gaussian per stride x stride pixels")
     b.add_argument("--stock-keep-all", action="store_true", help="perception: also time the stock generator with "
                                                                   "no filters (over a minute per call on an H100)")

@@ -196,6 +196,18 @@ def test_a_solid_of_revolution_is_scored_whatever_the_gt_yaw():
     assert yaw_free_iou(pred, far) == 0.0
 
 
+def test_table_top_offset_says_how_far_the_map_sank():
+    from gs_semantic_node.semantics.metrics import table_top_offset
+    g = np.stack(np.meshgrid(np.linspace(-0.5, 0.5, 21), np.linspace(-0.4, 0.4, 17)), -1).reshape(-1, 2)
+    top = np.c_[g, np.full(len(g), 0.75)]
+    gt = {"surface_points": top, "surface_ids": np.ones(len(g), np.int64),
+          "objects": [{"instance_id": 1, "class": "table", "is_background": True,
+                       "obb": OrientedBox(np.array([0, 0, 0.375]), np.eye(3), np.array([1.2, 0.9, 0.75])).to_dict()}]}
+    sunk = top + [0.01, 0.0, -0.006]
+    assert table_top_offset(sunk, gt) == pytest.approx(-0.006, abs=1e-6)
+    assert table_top_offset(top + [0, 0, 0.5], gt) != table_top_offset(top + [0, 0, 0.5], gt)   # nothing near: nan
+
+
 @pytest.mark.slow
 def test_pipeline_on_a_simulated_scene(small_sim, tmp_path):
     from gs_semantic_node.cli import offline_pipeline

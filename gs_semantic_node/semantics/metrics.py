@@ -22,6 +22,18 @@ def surface_distance(means: np.ndarray, gt: dict) -> np.ndarray:
     return cKDTree(gt["surface_points"]).query(means, k=1)[0]
 
 
+def table_top_offset(means: np.ndarray, gt: dict, reach: float = 0.03) -> float:
+    """Median height of the Gaussians on the table top above its true height (m; < 0: sunk)."""
+    tops = [OrientedBox.from_dict(o["obb"]) for o in gt["objects"] if o["class"] == "table"]
+    if not tops:
+        return float("nan")
+    top = tops[0].center[2] + tops[0].size[2] / 2
+    lab = gt["surface_ids"][cKDTree(gt["surface_points"]).query(means, k=1)[1]]
+    table_id = [o["instance_id"] for o in gt["objects"] if o["class"] == "table"][0]
+    z = means[(lab == table_id) & (np.abs(means[:, 2] - top) < reach), 2]
+    return float(np.median(z) - top) if len(z) else float("nan")
+
+
 def gt_labels(means: np.ndarray, gt: dict, max_dist: float = 0.03) -> np.ndarray:
     """GT instance per Gaussian (STUFF for table/floor, -1 when no GT surface is within max_dist)."""
     tree = cKDTree(gt["surface_points"])
