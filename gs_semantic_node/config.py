@@ -98,6 +98,7 @@ class SemanticsConfig:
     merge_vote_cosine: float = 0.3     # things whose vote columns are this alike merge (>1: never)
     box_min_opacity: float = 0.1
     box_outlier_std: float = 4.0
+    box_axis_tolerance: float = 0.2    # footprint turned to the principal axis if it costs <= this extra area
     box_grow_sigma: float = 0.5        # boxes grow by this many Gaussian scales per side (centres lie inside)
     box_grow_sigma_z: float = 0.0      # ... vertically: top centres lie on the top face; the support sets the floor
     support_reach: float = 0.04        # m: support surface searched this far below an object's lowest Gaussian

@@ -180,6 +180,21 @@ def test_upright_box_and_iou():
     assert box_iou(truth, far) == 0.0
 
 
+def test_a_mug_box_follows_its_handle():
+    """The minimal footprint of a cylinder + handle stands askew to the handle; the principal axis
+    (within the area tolerance) gives the box a planner expects: 10 x 8 cm along the handle."""
+    from gs_semantic_node.semantics.boxes import upright_box
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 2 * np.pi, 2000)
+    body = np.c_[0.04 * np.cos(a), 0.04 * np.sin(a), rng.uniform(0, 0.1, 2000)]
+    handle = np.c_[rng.uniform(0.04, 0.06, 300), rng.uniform(-0.008, 0.008, 300), rng.uniform(0.03, 0.07, 300)]
+    pts = np.concatenate([body, handle])
+    along = lambda b: np.degrees(np.arccos(min(1.0, abs(b.rotation[:2, int(np.argmax(b.size[:2]))] @ [1, 0]))))
+    assert along(upright_box(pts, 0.0)) > 20                                  # minimal area: askew (7 % less)
+    b = upright_box(pts, 0.2)
+    assert along(b) < 3 and np.allclose(sorted(b.size[:2]), [0.08, 0.1], atol=3e-3)
+
+
 def test_a_solid_of_revolution_is_scored_whatever_the_gt_yaw():
     from gs_semantic_node.semantics.metrics import yaw_free_iou
     def yawed(a, size):

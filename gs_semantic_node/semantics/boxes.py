@@ -28,8 +28,19 @@ def clean_points(points: np.ndarray, opacities: np.ndarray, min_opacity: float =
     return p[np.asarray(keep, dtype=int)] if len(keep) >= 4 else p
 
 
-def upright_box(points: np.ndarray) -> OrientedBox:
-    """Gravity-aligned box (yaw only) of minimal footprint: what a tabletop grasp planner wants."""
+def _footprint(xy: np.ndarray, u: np.ndarray) -> tuple:
+    v = np.array([-u[1], u[0]])
+    a, b = xy @ u, xy @ v
+    return ((a.max() - a.min()) * (b.max() - b.min()), u, v, (a.min() + a.max()) / 2, (b.min() + b.max()) / 2,
+            a.max() - a.min(), b.max() - b.min())
+
+
+def upright_box(points: np.ndarray, axis_tolerance: float = 0.0) -> OrientedBox:
+    """Gravity-aligned box (yaw only) of minimal footprint: what a tabletop grasp planner wants.
+
+    With axis_tolerance > 0 the footprint is turned to the points' principal axis when that costs
+    at most this fraction of extra area: a mug's minimal box stands askew to its handle (some 7 %
+    less area than the body-aligned one), a yaw no planner or annotator would pick."""
     z0, z1 = points[:, 2].min(), points[:, 2].max()
     xy = points[:, :2]
     best = None
@@ -42,15 +53,17 @@ def upright_box(points: np.ndarray) -> OrientedBox:
         n = np.linalg.norm(e)
         if n < 1e-9:
             continue
-        u = e / n
-        v = np.array([-u[1], u[0]])
-        a, b = xy @ u, xy @ v
-        area = (a.max() - a.min()) * (b.max() - b.min())
-        if best is None or area < best[0]:
-            best = (area, u, v, (a.min() + a.max()) / 2, (b.min() + b.max()) / 2, a.max() - a.min(), b.max() - b.min())
+        cand = _footprint(xy, e / n)
+        if best is None or cand[0] < best[0]:
+            best = cand
     if best is None:
         lo, hi = points.min(0), points.max(0)
         return OrientedBox((lo + hi) / 2, np.eye(3), np.maximum(hi - lo, 1e-3))
+    if axis_tolerance > 0 and len(xy) >= 3:
+        w, V = np.linalg.eigh(np.cov((xy - xy.mean(0)).T))
+        pca = _footprint(xy, V[:, int(np.argmax(w))])
+        if pca[0] <= best[0] * (1 + axis_tolerance):
+            best = pca
     _, u, v, ca, cb, sa, sb = best
     R = np.eye(3)
     R[:2, 0], R[:2, 1] = u, v
@@ -65,11 +78,11 @@ def minimal_box(points: np.ndarray) -> OrientedBox:
     return OrientedBox(np.asarray(b.center), np.asarray(b.R), np.asarray(b.extent))
 
 
-def fit_box(points: np.ndarray, mode: str = "upright") -> OrientedBox:
+def fit_box(points: np.ndarray, mode: str = "upright", axis_tolerance: float = 0.0) -> OrientedBox:
     if len(points) < 4:
         lo, hi = (points.min(0), points.max(0)) if len(points) else (np.zeros(3), np.zeros(3))
         return OrientedBox((lo + hi) / 2, np.eye(3), np.maximum(hi - lo, 1e-3))
-    return minimal_box(points) if mode == "minimal" else upright_box(points)
+    return minimal_box(points) if mode == "minimal" else upright_box(points, axis_tolerance)
 
 
 def _inside(box: OrientedBox, pts: np.ndarray) -> np.ndarray:

@@ -372,7 +372,7 @@ class ObjectRegistry:
                 continue
             pts = snap["means"][idx]
             clean = clean_points(pts, snap["opacities"][idx], self.cfg.box_min_opacity, self.cfg.box_outlier_std)
-            box = fit_box(clean, box_mode)
+            box = fit_box(clean, box_mode, self.cfg.box_axis_tolerance)
             # centres sit on the surface, up to half a sample spacing inside the silhouette
             sigma = float(np.median(snap["scales"][idx].max(1)))
             bottom = box.center[2] - box.size[2] / 2
