@@ -110,8 +110,7 @@ def bench_mapping(sim_dirs: list[Path], width: int, height: int, iters: int, hel
 def _surface_error(m: Mapper, d: Path) -> dict:
     if not (d / "gt.json").exists():
         return {}
-    from .semantics.metrics import surface_distance
-    from .semantics.metrics import table_top_offset
+    from .semantics.metrics import surface_distance, table_top_offset
     means, gt = m.map.means.detach().cpu().numpy(), load_gt(d)
     dist = surface_distance(means, gt)
     return {"surface_dist_mm_p50": 1e3 * float(np.median(dist)), "surface_dist_mm_p90": 1e3 * float(np.percentile(dist, 90)),

@@ -24,13 +24,13 @@ def surface_distance(means: np.ndarray, gt: dict) -> np.ndarray:
 
 def table_top_offset(means: np.ndarray, gt: dict, reach: float = 0.03) -> float:
     """Median height of the Gaussians on the table top above its true height (m; < 0: sunk)."""
-    tops = [OrientedBox.from_dict(o["obb"]) for o in gt["objects"] if o["class"] == "table"]
-    if not tops:
+    tables = [o for o in gt["objects"] if o["class"] == "table"]
+    if not tables:
         return float("nan")
-    top = tops[0].center[2] + tops[0].size[2] / 2
+    box = OrientedBox.from_dict(tables[0]["obb"])
+    top = box.center[2] + box.size[2] / 2
     lab = gt["surface_ids"][cKDTree(gt["surface_points"]).query(means, k=1)[1]]
-    table_id = [o["instance_id"] for o in gt["objects"] if o["class"] == "table"][0]
-    z = means[(lab == table_id) & (np.abs(means[:, 2] - top) < reach), 2]
+    z = means[(lab == tables[0]["instance_id"]) & (np.abs(means[:, 2] - top) < reach), 2]
     return float(np.median(z) - top) if len(z) else float("nan")
 
 
