@@ -212,7 +212,6 @@ class ObjectRegistry:
                     embs[stuff[label]] = self.records[stuff[label]].embedding()
                 else:
                     stuff[label] = o
-        live = [o for o in live if o in self.records]
         self._merge_shared_votes(votes)
         live = [o for o in live if o in self.records]
         feats = object_features(gmap.params["features"].detach().cpu().numpy(), ids, live) \
