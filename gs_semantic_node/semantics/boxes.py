@@ -39,7 +39,7 @@ def upright_box(points: np.ndarray, axis_tolerance: float = 0.0) -> OrientedBox:
     """Gravity-aligned box (yaw only) of minimal footprint: what a tabletop grasp planner wants.
 
     With axis_tolerance > 0 the footprint is turned to the points' principal axis when that costs
-    at most this fraction of extra area: a mug's minimal box stands askew to its handle (some 7 %
+    at most this fraction of extra area: a mug's minimal box stands askew to its handle (a little
     less area than the body-aligned one), a yaw no planner or annotator would pick."""
     z0, z1 = points[:, 2].min(), points[:, 2].max()
     xy = points[:, :2]

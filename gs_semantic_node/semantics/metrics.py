@@ -47,7 +47,8 @@ def gt_labels(means: np.ndarray, gt: dict, max_dist: float = 0.03) -> np.ndarray
 
 def yaw_free_iou(pred: OrientedBox, gt: OrientedBox) -> float:
     """IoU with the GT box of a solid of revolution (about the vertical) turned to the predicted
-    box's yaw: every yaw bounds that solid equally well, so the GT's own yaw is not evidence."""
+    box's yaw: every yaw bounds that solid equally well, so the GT's own yaw is not evidence.
+    (`evaluate` keeps the larger of this and the strict IoU.)"""
     axis = int(np.argmax(np.abs(pred.rotation[2])))          # the predicted box's vertical axis
     u = pred.rotation[:, (axis + 1) % 3].copy()
     u[2] = 0.0
@@ -57,8 +58,7 @@ def yaw_free_iou(pred: OrientedBox, gt: OrientedBox) -> float:
     R = np.column_stack([u, [-u[1], u[0], 0.0], [0.0, 0.0, 1.0]])
     g_vert = int(np.argmax(np.abs(gt.rotation[2])))
     horiz = [gt.size[i] for i in range(3) if i != g_vert]
-    turned = OrientedBox(gt.center, R, np.array([horiz[0], horiz[1], gt.size[g_vert]]))
-    return max(box_iou(pred, gt), box_iou(pred, turned))
+    return box_iou(pred, OrientedBox(gt.center, R, np.array([horiz[0], horiz[1], gt.size[g_vert]])))
 
 
 def evaluate(arrays: dict, objects: list, gt: dict) -> dict:
@@ -89,7 +89,7 @@ def evaluate(arrays: dict, objects: list, gt: dict) -> dict:
         gbox = OrientedBox.from_dict(o["obb"])
         p = match.get(g)
         iou = box_iou(obj_by_id[p].obb, gbox) if p is not None and p in obj_by_id else 0.0
-        iou_sym = yaw_free_iou(obj_by_id[p].obb, gbox) if p is not None and p in obj_by_id and \
+        iou_sym = max(iou, yaw_free_iou(obj_by_id[p].obb, gbox)) if p is not None and p in obj_by_id and \
             o.get("axisymmetric") else iou
         ious.append(iou)
         ious_sym.append(iou_sym)

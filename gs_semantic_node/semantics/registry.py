@@ -176,7 +176,7 @@ class ObjectRegistry:
         scales = gmap.activated()["scales"].detach().cpu().numpy().max(1)
         for oid in list(self.records):
             idx = np.nonzero(ids == oid)[0]
-            if len(idx) < 2 or self.classify(self.records[oid].embedding())[0] in self.cfg.stuff_classes:
+            if len(idx) < 2 or self._is_stuff(oid):
                 continue
             # gap that separates two objects: never below the Gaussians' own spacing
             eps = max(self.cfg.split_eps, 4.0 * float(np.median(scales[idx])))
@@ -242,8 +242,7 @@ class ObjectRegistry:
         if self.cfg.merge_vote_cosine > 1:
             return
         mass = votes.sum(0).cpu().numpy()     # records that own no Gaussian yet count: they may win together
-        things = [o for o in self.records if mass[o] > 0
-                  and self.classify(self.records[o].embedding())[0] not in self.cfg.stuff_classes]
+        things = [o for o in self.records if mass[o] > 0 and not self._is_stuff(o)]
         while len(things) >= 2:
             cols = votes[:, things]
             cols = cols / cols.norm(dim=0, keepdim=True).clamp(min=1e-9)
@@ -289,10 +288,12 @@ class ObjectRegistry:
             ids[flip] = best_lab[flip]
         gmap.state["object_id"] = torch.as_tensor(ids, dtype=torch.int32, device=gmap.device)
 
+    def _is_stuff(self, oid: int) -> bool:
+        return self.classify(self.records[oid].embedding())[0] in self.cfg.stuff_classes
+
     def _stuff_mask(self, ids: np.ndarray) -> np.ndarray:
         """Gaussians of the background or of an object labelled as stuff (table, floor, ...)."""
-        stuff_ids = [BACKGROUND] + [o for o, r in self.records.items()
-                                    if self.classify(r.embedding())[0] in self.cfg.stuff_classes]
+        stuff_ids = [BACKGROUND] + [o for o in self.records if self._is_stuff(o)]
         return np.isin(ids, stuff_ids)
 
     def _support_height(self, pts: np.ndarray, stuff_pts: np.ndarray, bottom: float, center=None,
