@@ -99,7 +99,9 @@ class SemanticsConfig:
     box_min_opacity: float = 0.1
     box_outlier_std: float = 4.0
     box_axis_tolerance: float = 0.2    # footprint turned to the principal axis if it costs <= this extra area
-    box_grow_sigma: float = 0.5        # boxes grow by this many Gaussian scales per side (centres lie inside)
+    box_grow_sigma: float = 1.0        # box sides grow by up to this many Gaussian scales where the surface
+    box_flat_coverage: float = 0.75    # curves (centres lie inside it), by none where it is flat: a direction
+    box_round_coverage: float = 0.4    # is flat/curved at side coverage >= / <= these (boxes.grow_sides)
     box_grow_sigma_z: float = 0.0      # ... vertically: top centres lie on the top face; the support sets the floor
     support_reach: float = 0.04        # m: support surface searched this far below an object's lowest Gaussian
     support_margin: float = 0.03       # m: ... among stuff Gaussians this close around its footprint
@@ -113,7 +115,9 @@ class QueryConfig:
     max_results: int = 5
     min_similarity: float = 0.65       # oracle/text-proxy bench, calibrated on tuning seeds 1-4 (bench quality)
     min_relevancy: float = 0.5
-    label_min_confidence: float = 0.5  # objects labelled this confidently also match through their label (> 1: off)
+    label_min_confidence: float = 0.3  # objects labelled this confidently ... (> 1: off)
+    label_min_ratio: float = 2.0       # ... and this many times above the runner-up class also match through
+                                       # their label (QueryEngine.label_is_sure)
     view_evidence: int = 2             # an object also matches through the mean cosine of its n views closest
                                        # to the phrase (0: off): views of one object differ, their average blurs
     temperature: float = 0.05

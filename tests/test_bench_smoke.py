@@ -13,7 +13,8 @@ def test_quality_and_speed_bench_write_json(tmp_path):
     assert main(["bench", "quality", "--seeds", "101", "--tune-seeds", "", "--frames", "8", "--out", str(tmp_path)]) == 0
     q = json.loads((tmp_path / "quality.json").read_text())
     for m in ("full", "threshold"):
-        assert set(q[m]) >= {"query_success", "mean_box_iou", "gaussian_accuracy", "abstention", "n_scenes", "n_queries"}
+        assert set(q[m]) >= {"query_success", "mean_box_iou", "gaussian_accuracy", "abstention", "abstention_near_miss",
+                             "abstention_unrelated", "n_scenes", "n_queries"}
         assert q[m]["n_scenes"] == 1 and 0.0 <= q[m]["query_success"] <= 1.0
     assert "oracle perception" in q["perception"] and q["noise_preset"] == "realistic"
     assert main(["bench", "speed", "--seeds", "101", "--frames", "8", "--out", str(tmp_path)]) == 0

@@ -54,16 +54,19 @@ def test_relation_orders_by_anchor():
     assert r.found and r.objects[0].id == 2
 
 
-def test_a_confident_label_is_evidence_a_doubtful_one_is_not():
+@pytest.mark.parametrize("confidence,runner_up,found", [
+    (0.9, 0.05, True),      # confident
+    (0.45, 0.05, True),     # low in a 36-word vocabulary, but nine times the next class: still a mug
+    (0.5, 0.4, False),      # a near tie with "bowl": the label is no evidence either way
+    (0.2, 0.01, False),     # under the floor
+])
+def test_a_sure_label_is_evidence_a_doubtful_one_is_not(confidence, runner_up, found):
     noisy = [0.55, 0.0, 0.84, 0.0]            # views' average: cosine 0.55 with "mug" (below the bar)
     eng = QueryEngine(QueryConfig(min_similarity=0.7), embed)
-    sure = obj(1, noisy, 0.0)
-    sure.label, sure.confidence = "mug", 0.9
-    assert eng.query("grab the mug", [sure]).found
-    unsure = obj(1, noisy, 0.0)
-    unsure.label, unsure.confidence = "mug", 0.3
-    assert not eng.query("grab the mug", [unsure]).found
-    assert not eng.query("grab the laptop", [sure]).found
+    o = obj(1, noisy, 0.0)
+    o.label, o.confidence, o.alternatives = "mug", confidence, [("bowl", runner_up)]
+    assert eng.query("grab the mug", [o]).found == found
+    assert not eng.query("grab the laptop", [o]).found
 
 
 def test_views_that_agree_are_evidence_a_single_misread_view_is_not():
@@ -78,3 +81,20 @@ def test_views_that_agree_are_evidence_a_single_misread_view_is_not():
     one.view_embeddings = np.stack([mug, box, box, box, box])
     assert not eng.query("grab the mug", [one]).found
     assert not QueryEngine(QueryConfig(min_similarity=0.7, view_evidence=0), embed).query("grab the mug", [two]).found
+
+
+def test_calibration_takes_the_middle_of_the_best_plateau():
+    """The evidence bar is the middle of the widest run of equally good thresholds, not its edge: an
+    edge that merely clears the tuning seeds' weakest true match is where held-out ones fall under it."""
+    from gs_semantic_node.bench import calibrate
+    grid = [0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7]
+    # one scene: true targets score 0.52 and 0.68; an absent query's best object scores 0.41
+    scores, absent = [0.52, 0.68], [0.41]
+    scene = {"seed": 0, "near": [False],
+             "full": {t: [{"found": s >= t, "iou": 0.9, "gacc": 1.0} for s in scores] for t in grid},
+             "abst": {t: [a < t for a in absent] for t in grid}}
+    # zero errors for 0.45 and 0.5 only; their middle (upper when even) is 0.5, not the cautious edge
+    assert calibrate([scene], "full", "abst", grid) == 0.5
+    scores[0] = 0.66      # now 0.45 ... 0.65 tie at zero errors: the middle is 0.55
+    scene["full"] = {t: [{"found": s >= t, "iou": 0.9, "gacc": 1.0} for s in scores] for t in grid}
+    assert calibrate([scene], "full", "abst", grid) == 0.55

@@ -5,7 +5,7 @@ import torch
 
 from gs_semantic_node.config import Config, MapperConfig, SemanticsConfig
 from gs_semantic_node.mapping.mapper import Mapper
-from gs_semantic_node.semantics.boxes import box_iou, clean_points, fit_box
+from gs_semantic_node.semantics.boxes import box_iou, clean_points, fit_box, grow_sides
 from gs_semantic_node.semantics.lifting import mask_weights
 from gs_semantic_node.semantics.registry import ObjectRegistry
 from gs_semantic_node.types import Camera, Frame, OrientedBox
@@ -193,6 +193,46 @@ def test_a_mug_box_follows_its_handle():
     assert along(upright_box(pts, 0.0)) > 20                                  # minimal area: askew
     b = upright_box(pts, 0.2)
     assert along(b) < 3 and np.allclose(sorted(b.size[:2]), [0.08, 0.1], atol=3e-3)
+
+
+def _fib_sphere(n: int, r: float) -> np.ndarray:
+    i = np.arange(n) + 0.5
+    z = 1 - 2 * i / n
+    t = np.pi * (1 + 5 ** 0.5) * i
+    return r * np.column_stack([np.sqrt(1 - z * z) * np.cos(t), np.sqrt(1 - z * z) * np.sin(t), z])
+
+
+def test_box_sides_grow_where_the_surface_curves_not_on_flat_faces():
+    """Rendering pulls the centres of a curved surface about one scale inside it, not those of a
+    flat face: an apple's box grows to the apple, a book's stays on its faces, a can's wall half way."""
+    sigma = 0.007
+    rng = np.random.default_rng(0)
+
+    def grown(pts):
+        box = fit_box(pts, "upright")
+        return box, grow_sides(pts, box, sigma, 1.0, 0.75, 0.4)
+
+    # a sphere of radius 40 mm whose centres sit at 33 mm
+    apple = _fib_sphere(40, 0.033)                # 32 kept: what the mapper leaves on an apple
+    apple = apple[apple[:, 2] > -0.02] + [0, 0, 0.8]
+    b0, b1 = grown(apple)
+    assert np.all(b1.size[:2] - b0.size[:2] > 1.1 * sigma) and b1.size[2] == b0.size[2]
+    # a 200 x 150 x 36 mm book sampled every 10 mm on its faces
+    g = np.mgrid[-0.1:0.1001:0.01, -0.075:0.0751:0.01].reshape(2, -1).T
+    top = np.column_stack([g, np.full(len(g), 0.036)])
+    sides = [np.column_stack([np.full(5, x), np.full(5, y), np.linspace(0, 0.036, 5)])
+             for x in np.linspace(-0.1, 0.1, 21) for y in (-0.075, 0.075)] + \
+            [np.column_stack([np.full(5, x), np.full(5, y), np.linspace(0, 0.036, 5)])
+             for y in np.linspace(-0.075, 0.075, 16) for x in (-0.1, 0.1)]
+    book = np.vstack([top, *sides]) + rng.normal(0, 0.001, (len(top) + 5 * len(sides), 3))
+    b0, b1 = grown(book)
+    assert np.all(b1.size[:2] - b0.size[:2] < 0.4 * sigma)
+    # a can's wall (radius 33 mm, 120 mm tall): half the sphere's growth
+    a = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    can = np.vstack([np.column_stack([0.033 * np.cos(a), 0.033 * np.sin(a), np.full(16, z)])
+                     for z in np.linspace(0.005, 0.12, 8)])
+    b0, b1 = grown(can)
+    assert np.all(np.abs(b1.size[:2] - b0.size[:2] - sigma) < 0.5 * sigma)
 
 
 def test_a_solid_of_revolution_is_scored_whatever_the_gt_yaw():

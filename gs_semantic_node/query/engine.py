@@ -66,6 +66,35 @@ class QueryEngine:
         sn = obj_emb @ negatives.T / t
         return np.min(1.0 / (1.0 + np.exp(sn - st[:, None])), axis=1)
 
+    def label_is_sure(self, o: SemanticObject) -> bool:
+        """Sure = the label clears a floor and beats the runner-up by a ratio (Lowe's test): a can read
+        at 0.45 against 0.05 for the next class is a can; an apple at 0.6 against 0.33 "banana" is not
+        sure enough to answer "banana" (or "apple") from its label alone."""
+        if not o.label or o.confidence < self.cfg.label_min_confidence:
+            return False
+        runner_up = o.alternatives[0][1] if o.alternatives else 0.0
+        return o.confidence >= self.cfg.label_min_ratio * runner_up
+
+    def score(self, cands: list[SemanticObject], E: np.ndarray, tvec: np.ndarray, negs: np.ndarray):
+        """Per candidate: cosine evidence, relevancy against the negatives, softmax probability."""
+        sim = E @ tvec
+        rel = self.relevancy(E, tvec, negs)
+        k_views = self.cfg.view_evidence
+        if k_views > 0:     # a few views that agree on the phrase are evidence too (not a single, maybe misread one)
+            views = [self._closest_views(o, tvec, k_views) for o in cands]
+            sim = np.maximum(sim, [c for _, c in views])
+            rel = np.maximum(rel, self.relevancy(np.stack([e for e, _ in views]), tvec, negs))
+        # an object's vocabulary label is its embedding snapped to a clean class name: when the
+        # classifier is sure, the label's text embedding is evidence too (denoises the views' average)
+        sure = np.array([self.label_is_sure(o) for o in cands])
+        if sure.any():
+            L = self.embed_text([o.label for o in cands])
+            sim = np.where(sure, np.maximum(sim, L @ tvec), sim)
+            rel = np.where(sure, np.maximum(rel, self.relevancy(L, tvec, negs)), rel)
+        logits = np.concatenate([sim, negs @ tvec]) / self.cfg.temperature
+        prob = np.exp(logits - logits.max())
+        return sim, rel, (prob / prob.sum())[: len(cands)]
+
     def query(self, instruction, objects: list[SemanticObject], max_results: int = 0,
               camera_position: np.ndarray | None = None) -> QueryResult:
         try:
@@ -80,24 +109,7 @@ class QueryEngine:
             return QueryResult(False, p, message="the map is empty: no objects yet")
         E = np.stack([o.embedding for o in cands])
         vecs = self.embed_text([p.target] + list(self.cfg.negatives) + ([p.anchor] if p.anchor else []))
-        tvec, negs = vecs[0], vecs[1:1 + len(self.cfg.negatives)]
-        sim = E @ tvec
-        rel = self.relevancy(E, tvec, negs)
-        k_views = self.cfg.view_evidence
-        if k_views > 0:     # a few views that agree on the phrase are evidence too (not a single, maybe misread one)
-            views = [self._closest_views(o, tvec, k_views) for o in cands]
-            sim = np.maximum(sim, [c for _, c in views])
-            rel = np.maximum(rel, self.relevancy(np.stack([e for e, _ in views]), tvec, negs))
-        # an object's vocabulary label is its embedding snapped to a clean class name: when the
-        # classifier is confident, the label's text embedding is evidence too (denoises the views' average)
-        sure = np.array([o.confidence >= self.cfg.label_min_confidence and bool(o.label) for o in cands])
-        if sure.any():
-            L = self.embed_text([o.label for o in cands])
-            sim = np.where(sure, np.maximum(sim, L @ tvec), sim)
-            rel = np.where(sure, np.maximum(rel, self.relevancy(L, tvec, negs)), rel)
-        logits = np.concatenate([sim, negs @ tvec]) / self.cfg.temperature
-        prob = np.exp(logits - logits.max())
-        prob = (prob / prob.sum())[: len(cands)]
+        sim, rel, prob = self.score(cands, E, vecs[0], vecs[1:1 + len(self.cfg.negatives)])
         ok = (sim >= self.cfg.min_similarity) & (rel >= self.cfg.min_relevancy)
         order = [i for i in np.argsort(-sim) if ok[i]]
         if order:     # drop candidates the softmax gives a tenth of the best one's probability or less

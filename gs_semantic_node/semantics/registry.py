@@ -19,7 +19,7 @@ from sklearn.cluster import DBSCAN
 from ..config import SemanticsConfig
 from ..mapping.gaussians import GaussianMap
 from ..types import SemanticObject
-from .boxes import clean_points, fit_box
+from .boxes import clean_points, fit_box, grow_sides
 from .features import object_features
 
 BACKGROUND = 0
@@ -373,11 +373,14 @@ class ObjectRegistry:
             pts = snap["means"][idx]
             clean = clean_points(pts, snap["opacities"][idx], self.cfg.box_min_opacity, self.cfg.box_outlier_std)
             box = fit_box(clean, box_mode, self.cfg.box_axis_tolerance)
-            # centres sit on the surface, up to half a sample spacing inside the silhouette
             sigma = float(np.median(snap["scales"][idx].max(1)))
             bottom = box.center[2] - box.size[2] / 2
-            box.size = box.size + 2 * sigma * np.array([self.cfg.box_grow_sigma, self.cfg.box_grow_sigma,
-                                                        self.cfg.box_grow_sigma_z])
+            if box_mode == "upright":     # the vertical sides grow by what their shape says (boxes.grow_sides)
+                box = grow_sides(clean, box, sigma, self.cfg.box_grow_sigma, self.cfg.box_flat_coverage,
+                                 self.cfg.box_round_coverage)
+            else:
+                box.size[:2] += 2 * sigma * self.cfg.box_grow_sigma
+            box.size[2] += 2 * sigma * self.cfg.box_grow_sigma_z
             if not is_bg and box_mode == "upright":
                 support = self._support_height(None, snap["means"][stuff], bottom, box.center, box.rotation,
                                                box.size / 2)
