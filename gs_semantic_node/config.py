@@ -106,6 +106,7 @@ class SemanticsConfig:
     support_reach: float = 0.04        # m: support surface searched this far below an object's lowest Gaussian
     support_margin: float = 0.03       # m: ... among stuff Gaussians this close around its footprint
     support_peel: float = 0.003        # m: a thing's Gaussians this close above its support join the support (0 = off)
+    support_patch: float = 0.8         # ... all of them when this share of the thing lies there (> 1: never)
     refresh_every: int = 3             # keyframes between split/merge/smoothing passes
     max_objects: int = 128             # cap: vote columns per Gaussian (incl. background)
 
@@ -113,7 +114,7 @@ class SemanticsConfig:
 @dataclass
 class QueryConfig:
     max_results: int = 5
-    min_similarity: float = 0.65       # oracle/text-proxy bench, calibrated on tuning seeds 1-4 (bench quality)
+    min_similarity: float = 0.625      # oracle/text-proxy bench, calibrated on tuning seeds 1-4, 11-16 (bench quality)
     min_relevancy: float = 0.5
     label_min_confidence: float = 0.3  # objects labelled this confidently ... (> 1: off)
     label_min_ratio: float = 2.0       # ... and this many times above the runner-up class also match through

@@ -313,7 +313,8 @@ class ObjectRegistry:
 
     def _peel_support(self, gmap: GaussianMap):
         """Gaussians of a thing lying in the surface it stands on belong to that surface: masks
-        bleed onto the table around an object's base, and those Gaussians widen its box."""
+        bleed onto the table around an object's base, and those Gaussians widen its box. A "thing"
+        lying almost wholly in it (a spurious mask on the floor read as "a spoon") is that surface."""
         if self.cfg.support_peel <= 0:
             return
         ids = gmap.state["object_id"].cpu().numpy().copy()
@@ -330,7 +331,9 @@ class ObjectRegistry:
             if support is None:
                 continue
             low = idx[pts[:, 2] < support + self.cfg.support_peel]
-            if len(low) == 0 or len(idx) - len(low) < self.cfg.min_object_gaussians:
+            if len(low) >= self.cfg.support_patch * len(idx):
+                low = idx      # nearly all of it lies in the surface: a patch of the surface misread as a thing
+            elif len(low) == 0 or len(idx) - len(low) < self.cfg.min_object_gaussians:
                 continue
             ids[low] = ids[stuff_idx[tree.query(means[low], k=1)[1]]]
         gmap.state["object_id"] = torch.as_tensor(ids, dtype=torch.int32, device=gmap.device)
