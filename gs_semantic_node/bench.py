@@ -111,8 +111,8 @@ def calibrate(scenes: list, key: str, abst_key: str, grid: list) -> float:
     when even: a wrong object is worse than none)."""
     if not scenes:
         return grid[len(grid) // 2]
-    cost = [round(_summ(scenes, key, abst_key, t)["false_positive_rate"]
-                  + _summ(scenes, key, abst_key, t)["false_negative_rate"], 9) for t in grid]
+    cost = [round(r["false_positive_rate"] + r["false_negative_rate"], 9)
+            for r in (_summ(scenes, key, abst_key, t) for t in grid)]
     best = min(cost)
     runs, run = [], []
     for i, c in enumerate(cost):
