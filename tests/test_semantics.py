@@ -73,9 +73,16 @@ def test_a_thing_on_a_table_keeps_one_object_and_misread_table_masks_vote_for_no
     assert len(reg.records) == 2
 
 
+def gaussians_at(pts: np.ndarray):
+    """A grey map of 4 mm Gaussians at the given centres."""
+    from gs_semantic_node.mapping.gaussians import GaussianMap
+    m = GaussianMap(4, "cpu")
+    m.append(torch.as_tensor(pts), torch.full((len(pts), 3), 0.5), torch.full((len(pts), 3), 0.004))
+    return m
+
+
 def table_with_things(centres, seed=0):
     """Table grid (hidden under the things) + 5 x 5 x 5 cm things: map, per-thing Gaussian masks."""
-    from gs_semantic_node.mapping.gaussians import GaussianMap
     rng = np.random.default_rng(seed)
     g = np.stack(np.meshgrid(np.linspace(-0.3, 0.3, 31), np.linspace(-0.3, 0.3, 31)), -1).reshape(-1, 2)
     for c in centres:
@@ -83,8 +90,7 @@ def table_with_things(centres, seed=0):
     parts = [np.c_[g, np.zeros(len(g))]]
     parts += [np.c_[rng.uniform(-0.025, 0.025, (150, 2)) + c, rng.uniform(0.0, 0.05, 150)] for c in centres]
     pts = np.concatenate(parts).astype(np.float32)
-    m = GaussianMap(4, "cpu")
-    m.append(torch.as_tensor(pts), torch.full((len(pts), 3), 0.5), torch.full((len(pts), 3), 0.004))
+    m = gaussians_at(pts)
     owner = np.concatenate([np.full(len(p), k) for k, p in enumerate(parts)])      # 0 table, k thing k
     return m, pts, owner, rng
 
@@ -141,15 +147,13 @@ def test_a_mask_bridging_two_things_does_not_merge_them():
 
 def test_gaussians_lying_in_the_support_surface_join_it():
     """Mask bleed puts table Gaussians around an object's base into the object; they go back."""
-    from gs_semantic_node.mapping.gaussians import GaussianMap
     from gs_semantic_node.semantics.registry import ObjectRecord
     g = np.stack(np.meshgrid(np.linspace(-0.3, 0.3, 61), np.linspace(-0.3, 0.3, 61)), -1).reshape(-1, 2)
     table = np.c_[g, np.zeros(len(g))]
     rng = np.random.default_rng(0)
     body = np.c_[rng.uniform(-0.04, 0.04, (400, 2)), rng.uniform(0.0, 0.1, 400)]   # a 8 x 8 x 10 cm thing
     pts = np.concatenate([table, body]).astype(np.float32)
-    m = GaussianMap(4, "cpu")
-    m.append(torch.as_tensor(pts), torch.full((len(pts), 3), 0.5), torch.full((len(pts), 3), 0.004))
+    m = gaussians_at(pts)
     ids = np.zeros(len(pts), np.int32)
     ids[len(table):] = 1
     bleed = np.all(np.abs(table[:, :2]) <= 0.07, axis=1)              # dilated masks: 3 cm of table
@@ -171,15 +175,13 @@ def test_gaussians_lying_in_the_support_surface_join_it():
 def test_a_thing_lying_wholly_in_the_surface_is_that_surface(height, stays):
     """A spurious mask on the floor read as "a spoon" makes a flat "thing" inside the floor (dev seed
     2: 0.5 % of the map, a phantom); a low object standing on it keeps its id."""
-    from gs_semantic_node.mapping.gaussians import GaussianMap
     from gs_semantic_node.semantics.registry import ObjectRecord
     g = np.stack(np.meshgrid(np.linspace(-0.3, 0.3, 61), np.linspace(-0.3, 0.3, 61)), -1).reshape(-1, 2)
     rng = np.random.default_rng(0)
     floor = np.c_[g, rng.normal(0, 0.0005, len(g))]
     patch = np.c_[rng.uniform(-0.05, 0.05, (80, 2)), rng.uniform(0.0, height, 80)]
     pts = np.concatenate([floor[np.abs(g).max(1) > 0.05], patch]).astype(np.float32)
-    m = GaussianMap(4, "cpu")
-    m.append(torch.as_tensor(pts), torch.full((len(pts), 3), 0.5), torch.full((len(pts), 3), 0.004))
+    m = gaussians_at(pts)
     ids = np.zeros(len(pts), np.int32)
     ids[-len(patch):] = 1
     m.state["object_id"] = torch.as_tensor(ids)
