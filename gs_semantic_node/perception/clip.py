@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..types import Frame
-from .base import Mask, l2n
+from .base import Mask, l2n, noun_phrase
 
 
 def load_clip(model_name: str, pretrained: str, device: str = "cpu"):
@@ -98,7 +98,7 @@ class ClipEmbedder:
     def embed_text(self, texts: list[str]) -> np.ndarray:
         missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
         if missing:
-            tok = self.tokenizer([f"a photo of {t}" for t in missing]).to(self.device)
+            tok = self.tokenizer([f"a photo of {noun_phrase(t)}" for t in missing]).to(self.device)
             e = l2n(self.model.encode_text(tok).float().cpu().numpy())
             self._text_cache.update(zip(missing, e))
         return np.stack([self._text_cache[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
