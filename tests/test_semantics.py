@@ -129,6 +129,28 @@ def test_a_thing_read_as_two_classes_is_still_one_object(vote_merge):
         assert not things and (ids == 1).all()                        # the failure this guards against
 
 
+@pytest.mark.parametrize("rule", [True, False])
+def test_touching_things_of_one_view_found_their_own_objects(rule):
+    """Development seed 17: in the first view, one book's mask blurred onto its neighbour's Gaussians
+    and the neighbour's mask joined the record the first had just founded: one "book" for two. A mask
+    of the same view that overlaps that founder's weights by little is another thing; a part mask
+    inside a whole one (overlapping nearly all of the part) still joins it."""
+    m, pts, owner, rng = table_with_things([(-0.03, 0.0), (0.03, 0.0)])
+    a, b = torch.as_tensor(owner == 1), torch.as_tensor(owner == 2)
+    W = torch.zeros(len(pts), 4)
+    W[owner == 0, 0] = 1.0
+    W[a, 1] = 1.0
+    W[b, 1] = torch.as_tensor(rng.uniform(0, 0.6, int(b.sum())), dtype=torch.float32)  # blur over the border
+    W[b, 2] = 1.0
+    W[a & torch.as_tensor(pts[:, 0] < -0.03), 3] = 1.0                            # a part of the first
+    book = np.eye(4, dtype=np.float32)[1]
+    reg = ObjectRegistry(SemanticsConfig(same_view_overlap=0.5 if rule else 0.0),
+                         embed_text=lambda t: np.tile(np.eye(4, dtype=np.float32)[2], (len(t), 1)))
+    first, second, part = reg.update(m, W, np.stack([book] * 3), 0.0)
+    assert part == first
+    assert (second != first) == rule, (first, second)
+
+
 def test_a_mask_bridging_two_things_does_not_merge_them():
     """SAM's merged-neighbour mask votes for two mugs at once; they stay two objects."""
     m, pts, owner, rng = table_with_things([(-0.045, 0.0), (0.045, 0.0)])

@@ -77,6 +77,7 @@ class ObjectRegistry:
         visible = (total[:, 0] @ P).clamp(min=1e-9)                  # each object's weight in this view
         coverage = ((Wm.T @ P) / visible[None]).cpu().numpy()        # share of the object inside the mask
         emb = {i: r.embedding() for i, r in self.records.items()}
+        founded: dict[int, int] = {}       # record -> the mask of this view that founded it
         assigned = []
         for m in range(Wm.shape[1]):
             if float(mass[m]) < 1e-6:
@@ -104,6 +105,11 @@ class ObjectRegistry:
             if any(coverage[m, o] >= 0.5 and sh[o] >= 0.5 and not agree[o] for o in self.records):
                 assigned.append(-1)
                 continue
+            # a record another mask of this view founded is that mask's thing: a disjoint mask reaching
+            # it through blur on their shared border (book on book, apple on floor) is a different thing
+            for o, j in founded.items():
+                if self._disjoint(Wm[:, m], Wm[:, j], cfg.same_view_overlap):
+                    agree[o] = False
             sh = self._shares(votes, core[:, m], agree.to(votes.device))
             sh[BACKGROUND] = 0
             best = int(np.argmax(sh))
@@ -115,6 +121,7 @@ class ObjectRegistry:
                     continue
                 self.records[target] = ObjectRecord(target)
                 emb[target] = None
+                founded[target] = m
             rec = self.records[target]
             rec.add_view(float(areas[m]) if areas else float(mass[m]), e, cfg.top_k_views)
             rec.last_seen = stamp
@@ -125,6 +132,13 @@ class ObjectRegistry:
         self.keyframes += 1
         self.assign(gmap)
         return assigned
+
+    @staticmethod
+    def _disjoint(a: torch.Tensor, b: torch.Tensor, max_overlap: float) -> bool:
+        """Two masks' Gaussian weights overlap by less than max_overlap of the smaller one (nested
+        masks, a part inside its whole, overlap by nearly all of the smaller)."""
+        small = float(torch.minimum(a.sum(), b.sum()))
+        return float(torch.minimum(a, b).sum()) < max_overlap * max(small, 1e-9)
 
     @staticmethod
     def _shares(votes: torch.Tensor, core_m: torch.Tensor, cols: torch.Tensor) -> np.ndarray:
