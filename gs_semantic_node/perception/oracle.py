@@ -159,7 +159,8 @@ class TextProxyEmbedder:
     def embed_text(self, texts: list[str]) -> np.ndarray:
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
-            vecs = _minilm().encode([noun_phrase(t) for t in missing], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+            vecs = _minilm().encode([noun_phrase(t) for t in missing], normalize_embeddings=True,
+                                    convert_to_numpy=True, show_progress_bar=False)
             self._cache.update(zip(missing, vecs.astype(np.float32)))
         return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
 

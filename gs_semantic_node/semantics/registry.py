@@ -107,9 +107,9 @@ class ObjectRegistry:
                 continue
             # a record another mask of this view founded is that mask's thing: a disjoint mask reaching
             # it through blur on their shared border (book on book, apple on floor) is a different thing
-            for o, j in founded.items():
-                if self._disjoint(Wm[:, m], Wm[:, j], cfg.same_view_overlap):
-                    agree[o] = False
+            if founded:
+                agree[torch.as_tensor(list(founded))[self._disjoint(Wm, mass, m, list(founded.values()),
+                                                                     cfg.same_view_overlap).cpu()]] = False
             sh = self._shares(votes, core[:, m], agree.to(votes.device))
             sh[BACKGROUND] = 0
             best = int(np.argmax(sh))
@@ -134,11 +134,14 @@ class ObjectRegistry:
         return assigned
 
     @staticmethod
-    def _disjoint(a: torch.Tensor, b: torch.Tensor, max_overlap: float) -> bool:
-        """Two masks' Gaussian weights overlap by less than max_overlap of the smaller one (nested
-        masks, a part inside its whole, overlap by nearly all of the smaller)."""
-        small = float(torch.minimum(a.sum(), b.sum()))
-        return float(torch.minimum(a, b).sum()) < max_overlap * max(small, 1e-9)
+    def _disjoint(Wm: torch.Tensor, mass: torch.Tensor, m: int, others: list[int],
+                  max_overlap: float) -> torch.Tensor:
+        """Per mask in `others`: its Gaussian weights and mask m's overlap by less than max_overlap of
+        the smaller (a part inside its whole overlaps by nearly all of the part). Only the Gaussians
+        m touches are read: one view founds dozens of records on a 500k map."""
+        rows = torch.nonzero(Wm[:, m] > 0).squeeze(1)
+        inter = torch.minimum(Wm[rows, m][:, None], Wm[rows][:, others]).sum(0)
+        return inter < max_overlap * torch.minimum(mass[m], mass[others]).clamp(min=1e-9)
 
     @staticmethod
     def _shares(votes: torch.Tensor, core_m: torch.Tensor, cols: torch.Tensor) -> np.ndarray:
