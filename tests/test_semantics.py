@@ -131,10 +131,10 @@ def test_a_thing_read_as_two_classes_is_still_one_object(vote_merge):
 
 @pytest.mark.parametrize("rule", [True, False])
 def test_touching_things_of_one_view_found_their_own_objects(rule):
-    """Development seed 17: in the first view, one book's mask blurred onto its neighbour's Gaussians
-    and the neighbour's mask joined the record the first had just founded: one "book" for two. A mask
-    of the same view that overlaps that founder's weights by little is another thing; a part mask
-    inside a whole one (overlapping nearly all of the part) still joins it."""
+    """Development seed 17: in the first view a book's mask joined the record the table's mask had just
+    founded (blur over their border gave it the share to join), and from the next view on it shared its
+    neighbour book's record: one "book" for two. A mask of the same view that overlaps the founder's
+    weights by little is another thing; a part mask inside a whole one still joins it."""
     m, pts, owner, rng = table_with_things([(-0.03, 0.0), (0.03, 0.0)])
     a, b = torch.as_tensor(owner == 1), torch.as_tensor(owner == 2)
     W = torch.zeros(len(pts), 4)
