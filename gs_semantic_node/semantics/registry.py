@@ -108,8 +108,10 @@ class ObjectRegistry:
             # a record another mask of this view founded is that mask's thing: a disjoint mask reaching
             # it through blur on their shared border (book on book, apple on floor) is a different thing
             if founded:
-                agree[torch.as_tensor(list(founded))[self._disjoint(Wm, mass, m, list(founded.values()),
-                                                                     cfg.same_view_overlap).cpu()]] = False
+                apart = self._disjoint(Wm, mass, m, list(founded.values()), cfg.same_view_overlap).tolist()
+                for o, a in zip(founded, apart):
+                    if a:
+                        agree[o] = False
             sh = self._shares(votes, core[:, m], agree.to(votes.device))
             sh[BACKGROUND] = 0
             best = int(np.argmax(sh))
