@@ -184,7 +184,7 @@ def run_bench(a) -> int:
     # speed
     from .cli import offline_pipeline
     d = _scene(int(a.seeds.split(",")[0]), a.frames, out)
-    from .bench_device import device_name, peak_gb, peak_reset
+    from .bench_device import device_name, heldout_summary, peak_gb, peak_reset
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     peak_reset(dev)
     t0 = time.monotonic()
@@ -200,9 +200,7 @@ def run_bench(a) -> int:
     peak = peak_gb(dev)
     res = {"device": device_name(dev),
            "frames_per_s": n_fed / wall,
-           "heldout_psnr_db": float(np.mean([e["psnr"] for e in ev])) if ev else float("nan"),
-           "heldout_depth_l1_m": float(np.nanmean([e["depth_l1"] for e in ev])) if ev else float("nan"),
-           "heldout_frames": len(ev), "lift_ms_per_keyframe": float(np.mean(p.timings["lift_ms"])),
+           **heldout_summary(ev), "lift_ms_per_keyframe": float(np.mean(p.timings["lift_ms"])),
            "map_ms_per_keyframe": float(np.mean(p.timings["map_ms"])),
            "query_ms_p50": float(np.percentile(lat, 50)), "query_ms_p99": float(np.percentile(lat, 99)),
            "peak_mem_gb": peak, "gaussians": len(p.mapper.map),

@@ -95,16 +95,22 @@ def bench_mapping(sim_dirs: list[Path], width: int, height: int, iters: int, hel
         ev = [m.evaluate(f) for f in held]
         rows.append({"scene": Path(d).name, "device": device_name(dev), "backend": type(m.raster).__name__,
                      "resolution": [m.keyframes[0].camera.width, m.keyframes[0].camera.height],
-                     "iters_per_keyframe": iters, "seed_stride": seed_stride, "lr_means": cfg.lr_means,
+                     "iters_per_keyframe": iters, "seed_stride": seed_stride, "seed_surfels": cfg.seed_surfels,
+                     "lr_means": cfg.lr_means,
                      "lr_scales": cfg.lr_scales, "lambda_depth": cfg.lambda_depth,
                      "lambda_center_depth": cfg.lambda_center_depth, "frames": len(train), "keyframes": len(m.keyframes),
                      "frames_per_s": len(train) / wall, "ms_per_keyframe": 1e3 * wall / max(1, len(m.keyframes)),
-                     "heldout_frames": len(held),
-                     "heldout_psnr_db": float(np.mean([e["psnr"] for e in ev])) if ev else float("nan"),
-                     "heldout_depth_l1_m": float(np.nanmean([e["depth_l1"] for e in ev])) if ev else float("nan"),
+                     **heldout_summary(ev),
                      "gaussians": len(m.map), "peak_mem_gb": peak_gb(dev),
                      **_surface_error(m, Path(d))})
     return rows
+
+
+def heldout_summary(ev: list[dict]) -> dict:
+    """Means of Mapper.evaluate over the held-out views (never integrated)."""
+    mean = lambda k: float(np.nanmean([e[k] for e in ev])) if ev else float("nan")  # noqa: E731
+    return {"heldout_frames": len(ev), "heldout_psnr_db": mean("psnr"), "heldout_psnr_observed_db": mean("psnr_observed"),
+            "heldout_unseen_fraction": mean("unseen_fraction"), "heldout_depth_l1_m": mean("depth_l1")}
 
 
 def _surface_error(m: Mapper, d: Path) -> dict:
@@ -333,12 +339,14 @@ def run(a) -> int:
         rows = bench_mapping(scenes(), W, H, a.iters, device=a.device, seed_stride=a.seed_stride,
                              overrides={k: v for k, v in (("lr_means", a.lr_means), ("lr_scales", a.lr_scales),
                                                           ("lambda_depth", a.lambda_depth),
-                                                          ("lambda_center_depth", a.lambda_center_depth))
+                                                          ("lambda_center_depth", a.lambda_center_depth),
+                                                          ("seed_surfels", None if a.seed_surfels is None
+                                                           else bool(a.seed_surfels)))
                                         if v is not None})
-        cols = ["scene", "device", "backend", "resolution", "iters_per_keyframe", "seed_stride", "lr_means", "lr_scales",
-                "lambda_depth", "lambda_center_depth", "keyframes", "frames_per_s", "ms_per_keyframe",
-                "heldout_psnr_db", "heldout_depth_l1_m", "surface_dist_mm_p50", "table_top_offset_mm", "gaussians",
-                "peak_mem_gb"]
+        cols = ["scene", "device", "backend", "resolution", "iters_per_keyframe", "seed_stride", "seed_surfels",
+                "lr_means", "lr_scales", "lambda_depth", "lambda_center_depth", "keyframes", "frames_per_s",
+                "ms_per_keyframe", "heldout_psnr_db", "heldout_psnr_observed_db", "heldout_unseen_fraction",
+                "heldout_depth_l1_m", "surface_dist_mm_p50", "table_top_offset_mm", "gaussians", "peak_mem_gb"]
     elif a.kind == "perception":
         frame = load_frames(scenes()[0])[0]
         rows = bench_perception(frame, a.sam_models.split(","), a.clip_model, a.device, a.repeats,

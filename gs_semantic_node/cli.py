@@ -131,6 +131,8 @@ def main(argv=None):
     b.add_argument("--lambda-center-depth", type=float, default=None,
                    help="mapping: mapper.lambda_center_depth override")
     b.add_argument("--seed-stride", type=int, default=2, help="mapping: one new Gaussian per stride x stride pixels")
+    b.add_argument("--seed-surfels", type=int, choices=[0, 1], default=None,
+                   help="mapping: mapper.seed_surfels override (1 flat discs, 0 spheres)")
     b.add_argument("--stock-keep-all", action="store_true", help="perception: also time the stock generator with "
                                                                   "no filters (over a minute per call on an H100)")
     b.add_argument("--device", default="auto")

@@ -5,7 +5,7 @@ import torch
 from gs_semantic_node.config import MapperConfig
 from gs_semantic_node.io.mapfile import MapFileError, load_map, save_map
 from gs_semantic_node.mapping.mapper import Mapper, backproject
-from gs_semantic_node.mapping.rasterizer import TorchRasterizer, make_rasterizer
+from gs_semantic_node.mapping.rasterizer import TorchRasterizer, make_rasterizer, quat_to_rotmat
 from gs_semantic_node.types import Camera, Frame
 
 
@@ -76,6 +76,30 @@ def test_oblique_surfaces_do_not_sink_behind_the_observed_depth():
         offsets[name] = float(np.median(P[:, 2] - (1.0 + 1.2 * P[:, 1])))     # > 0: behind the plane
     assert offsets["expected depth only"] > 0.004, offsets
     assert offsets["defaults"] < 0.5 * offsets["expected depth only"], offsets
+
+
+def test_seeded_discs_lie_in_an_oblique_plane_stretched_along_the_tilt():
+    """Plane z = 1 + 1.2 y: each seed's thin axis is the plane's normal, its long axis the ray's
+    direction within the plane, stretched by 1 / cos(view angle) over the cross axis."""
+    m = Mapper(MapperConfig(width=40, height=30, iters_per_keyframe=0, max_scale=1.0))   # no cap on the stretch
+    kf = m.prepare(tilted_frame())
+    m.seed(kf)
+    a = m.map.activated()
+    R = quat_to_rotmat(a["quats"].detach())
+    S = a["scales"].detach()
+    P = a["means"].detach()
+    n = torch.nn.functional.normalize(torch.tensor([0.0, -1.2, 1.0]), dim=0)
+    ray = torch.nn.functional.normalize(P, dim=-1)                       # camera at the origin
+    cos = (ray @ n).abs()
+    tilt = torch.nn.functional.normalize(ray - cos[:, None] * n, dim=-1)
+    inner = (S[:, 2] < S[:, 1]).numpy()     # discs; the last seeded row and column lack a neighbour: spheres
+    assert inner.sum() == 300 - 20 - 15 + 1
+    assert ((R[:, :, 2] @ n).abs()[inner] > 0.999).all()
+    assert ((R[:, :, 0] * tilt).sum(-1).abs()[inner] > 0.999).all()
+    assert torch.allclose((S[:, 0] / S[:, 1])[inner], 1 / cos[inner], rtol=1e-3)
+    m2 = Mapper(MapperConfig(width=40, height=30, iters_per_keyframe=0, seed_surfels=False))
+    m2.seed(m2.prepare(tilted_frame()))
+    assert torch.allclose(m2.map.activated()["scales"].detach().std(-1), torch.zeros(len(m2.map)), atol=1e-6)
 
 
 def test_gradients_flow_through_cpu_reference():
@@ -162,3 +186,17 @@ def test_empty_map_saves_and_loads(tmp_path):
     save_map(tmp_path / "empty", a, {})
     b, _, _ = load_map(tmp_path / "empty")
     assert len(b["means"]) == 0
+
+
+def test_held_out_view_scores_the_surface_the_keyframes_saw():
+    """A view 0.5 m to the side of the only keyframe shows a strip of plane the keyframe never saw:
+    columns u >= 60 of 80 (world x > 0.9875 m); `psnr_observed` leaves exactly that strip out."""
+    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0))
+    m.integrate(plane_frame(x=0.0, d=1.5))
+    kf = m.prepare(plane_frame(x=0.5, d=1.5))
+    seen = m.observed(kf).numpy()
+    assert seen[:, :59].all() and not seen[:, 61:].any()
+    ev = m.evaluate(plane_frame(x=0.0, d=1.5))
+    assert ev["unseen_fraction"] == 0.0 and ev["psnr_observed"] == ev["psnr"]
+    ev = m.evaluate(plane_frame(x=0.5, d=1.5))
+    assert abs(ev["unseen_fraction"] - 0.25) < 0.02

@@ -67,14 +67,17 @@ class GaussianMap:
 
     # ------------------------------------------------------------------ growth
     @torch.no_grad()
-    def append(self, means: torch.Tensor, rgb: torch.Tensor, scales: torch.Tensor, opacity: float = 0.7):
-        """Add Gaussians (optimizer moments start at zero for the new rows)."""
+    def append(self, means: torch.Tensor, rgb: torch.Tensor, scales: torch.Tensor, opacity: float = 0.7,
+               quats: torch.Tensor | None = None):
+        """Add Gaussians (optimizer moments start at zero for the new rows); identity rotation by default."""
         n = means.shape[0]
         if n == 0:
             return
         dev = self.device
-        quats = torch.zeros(n, 4, device=dev)
-        quats[:, 0] = 1
+        if quats is None:
+            quats = torch.zeros(n, 4, device=dev)
+            quats[:, 0] = 1
+        quats = quats.to(dev).float()
         new = {"means": means.to(dev).float(), "quats": quats, "scales": torch.log(scales.to(dev).float()),
                "opacities": torch.full((n,), float(np.log(opacity / (1 - opacity))), device=dev),
                "sh0": rgb_to_sh0(rgb.to(dev).float()),

@@ -1,8 +1,9 @@
 """Incremental RGB-D Gaussian mapping with poses from the robot (odometry / SLAM).
 
-Per keyframe: seed Gaussians where the map is unobserved (low silhouette) or wrong (observed
-surface in front of the rendered one), optimise a bounded window of recent + random past
-keyframes on RGB + depth L1, then prune / split and enforce the Gaussian cap.
+Per keyframe: seed Gaussians (flat discs in the observed surface) where the map is unobserved
+(low silhouette) or wrong (observed surface in front of the rendered one), optimise a bounded
+window of recent + random past keyframes on RGB + depth L1, then prune / split and enforce the
+Gaussian cap.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from ..config import MapperConfig
 from ..types import Camera, Frame
 from .gaussians import GaussianMap
-from .rasterizer import RenderOutput, make_rasterizer
+from .rasterizer import RenderOutput, make_rasterizer, quat_to_rotmat
 
 
 def resolve_device(name: str) -> torch.device:
@@ -43,6 +44,14 @@ def backproject(depth: torch.Tensor, camera: Camera, T_world_cam: torch.Tensor) 
                           torch.arange(W, device=depth.device, dtype=depth.dtype), indexing="ij")
     pc = torch.stack([(u - camera.cx) / camera.fx * depth, (v - camera.cy) / camera.fy * depth, depth], -1)
     return pc @ T_world_cam[:3, :3].T + T_world_cam[:3, 3]
+
+
+def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Hamilton product of (..., 4) wxyz quaternions."""
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+                        aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
 
 
 @dataclass
@@ -143,13 +152,60 @@ class Mapper:
         grid = torch.zeros_like(need)
         grid[s // 2::s, s // 2::s] = True
         need &= grid
-        pts = backproject(kf.depth, kf.camera, kf.T_world_cam)[need]
+        P = backproject(kf.depth, kf.camera, kf.T_world_cam)
+        pts = P[need]
         if pts.shape[0] == 0:
             return 0
         d = kf.depth[need]
-        scales = (d * s / (0.5 * (kf.camera.fx + kf.camera.fy)) * 0.6).clamp(min=1e-4)[:, None].repeat(1, 3)
-        self.map.append(pts, kf.rgb[need], scales, opacity=0.9)
+        base = (d * s / (0.5 * (kf.camera.fx + kf.camera.fy)) * 0.6).clamp(min=1e-4)
+        scales = base[:, None].repeat(1, 3)
+        quats = None
+        if cfg.seed_surfels:
+            quats, scales = self._surfels(kf, P, need, base)
+        self.map.append(pts, kf.rgb[need], scales, opacity=0.9, quats=quats)
         return int(pts.shape[0])
+
+    def _surfels(self, kf: Keyframe, P: torch.Tensor, need: torch.Tensor,
+                 base: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat Gaussians on the observed surface: the disc lies in the depth map's tangent plane and
+        is stretched along the tilt by the pixel footprint (1 / cos of the viewing angle).
+
+        A sphere sized to a pixel's cross-section covers an oblique surface (table, floor) only
+        along the seeding ray; seen from the next viewpoint the same spheres leave gaps and
+        blotches. Pixels without a reliable normal (depth edges, holes) keep the sphere."""
+        cfg = self.cfg
+        D = kf.depth
+        Dp = F.pad(D[None, None], (1, 1, 1, 1))[0, 0]
+        Pp = F.pad(P.permute(2, 0, 1)[None], (1, 1, 1, 1), mode="replicate")[0].permute(1, 2, 0)
+        du = Pp[1:-1, 2:] - Pp[1:-1, :-2]
+        dv = Pp[2:, 1:-1] - Pp[:-2, 1:-1]
+        nb = torch.stack([Dp[1:-1, 2:], Dp[1:-1, :-2], Dp[2:, 1:-1], Dp[:-2, 1:-1]], 0)
+        # An oblique plane changes depth fast but evenly; a depth edge jumps on one side only.
+        fwd, bwd = nb[0::2] - D, D - nb[1::2]
+        even = (fwd - bwd).abs() <= 0.5 * torch.maximum(fwd.abs(), bwd.abs()) + 0.01 * D
+        smooth = (nb.min(0).values > 0) & even.all(0)
+        n = torch.linalg.cross(du, dv)[need]
+        ok = smooth[need] & (n.norm(dim=-1) > 1e-12)
+        n = F.normalize(n, dim=-1)
+        ray = F.normalize(P[need] - kf.T_world_cam[:3, 3], dim=-1)
+        # the stretch stays under half the prune limit, so a far, grazing disc is not pruned at once
+        cos = torch.maximum((n * ray).sum(-1).abs(), (2 * base / cfg.max_scale).clamp(min=cfg.surfel_min_cos))
+        n = torch.where(n[:, 2:3] < 0, -n, n)                                     # a disc has no side
+        # q1 turns e_z onto n (half-way quaternion; n_z >= 0 keeps it regular) ...
+        q1 = F.normalize(torch.stack([1 + n[:, 2], -n[:, 1], n[:, 0], torch.zeros_like(n[:, 0])], -1), dim=-1)
+        # ... then a turn about the disc's normal puts its first axis along the tilt (the ray's
+        # component in the plane), where the footprint is longest.
+        tilt = ray - (ray * n).sum(-1, keepdim=True) * n
+        R1 = quat_to_rotmat(q1)
+        local = (R1.transpose(1, 2) @ tilt[:, :, None])[:, :, 0]
+        half = 0.5 * torch.atan2(local[:, 1], local[:, 0])
+        qz = torch.stack([half.cos(), torch.zeros_like(half), torch.zeros_like(half), half.sin()], -1)
+        quats = quat_mul(q1, qz)
+        scales = torch.stack([base / cos, base, base * cfg.surfel_thickness], -1)
+        ident = torch.tensor([1.0, 0.0, 0.0, 0.0], device=quats.device)
+        quats = torch.where(ok[:, None], quats, ident)
+        scales = torch.where(ok[:, None], scales, base[:, None].repeat(1, 3))
+        return quats, scales
 
     def window(self) -> list[Keyframe]:
         recent = self.keyframes[-(self.cfg.window_recent + 1):]
@@ -238,12 +294,29 @@ class Mapper:
 
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
+    def observed(self, kf: Keyframe) -> torch.Tensor:
+        """(H,W) pixels of a view whose surface some keyframe saw (in its frustum, its depth agreeing),
+        plus the pixels with no depth (nothing there to see). A held-out view also shows surface
+        no integrated frame saw; no map can render that, so fidelity is scored on the rest too."""
+        P = backproject(kf.depth, kf.camera, kf.T_world_cam).reshape(-1, 3)
+        seen = (kf.depth <= 0).reshape(-1)
+        for k in self.keyframes:
+            pc = P @ k.viewmat[:3, :3].T + k.viewmat[:3, 3]
+            d, ok = self._observed_depth(k, pc)
+            seen |= ok & ((pc[:, 2] - d).abs() < self.cfg.seed_depth_error * d)
+        return seen.reshape(kf.depth.shape)
+
+    @torch.no_grad()
     def evaluate(self, frame: Frame) -> dict:
-        """PSNR and depth L1 of the map rendered at a (held-out) frame."""
+        """PSNR and depth L1 of the map rendered at a (held-out) frame; `psnr_observed` over the
+        pixels the keyframes saw (Mapper.observed)."""
         kf = self.prepare(frame)
         out = self.render(kf, detach_geometry=True)
-        mse = float(((out.colors.clamp(0, 1) - kf.rgb) ** 2).mean())
+        se = (out.colors.clamp(0, 1) - kf.rgb) ** 2
+        seen = self.observed(kf)
+        psnr = lambda mse: 10 * math.log10(1.0 / max(mse, 1e-10))  # noqa: E731
         valid = (kf.depth > 0) & (out.alpha > 0.5)
         dl1 = float((out.depth - kf.depth).abs()[valid].mean()) if bool(valid.any()) else float("nan")
-        return {"psnr": 10 * math.log10(1.0 / max(mse, 1e-10)), "depth_l1": dl1,
+        return {"psnr": psnr(float(se.mean())), "psnr_observed": psnr(float(se[seen].mean())),
+                "unseen_fraction": 1.0 - float(seen.float().mean()), "depth_l1": dl1,
                 "coverage": float(((out.alpha > 0.5) & (kf.depth > 0)).sum() / max(1, int((kf.depth > 0).sum())))}
