@@ -1,3 +1,4 @@
+import re
 import numpy as np
 import pytest
 
@@ -44,6 +45,10 @@ def test_retrieval_finds_and_abstains():
     assert r.found and r.objects[0].id == 1 and len(r.objects) == 1
     r = eng.query("bring me the laptop", objs)
     assert not r.found and "not in the map" in r.message
+    bars = re.findall(r"(\w+) (-?[\d.]+) < ([\d.]+)", r.message)
+    assert bars and all(float(x) < float(y) for _, x, y in bars), r.message    # only the bars it failed
+    r = QueryEngine(QueryConfig(min_relevancy=0.0), embed).query("bring me the laptop", objs)
+    assert "similarity" in r.message and "relevancy" not in r.message, r.message
     assert not eng.query("grab the mug", []).found
 
 

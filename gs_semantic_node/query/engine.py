@@ -122,9 +122,13 @@ class QueryEngine:
         order = order[: (len(order) if p.count == 0 else n)]
         if not order:
             best = int(np.argmax(sim))
+            why = []       # only the bars it failed (a relation can drop candidates that cleared both)
+            if not sim[best] >= self.cfg.min_similarity:
+                why.append(f"similarity {sim[best]:.2f} < {self.cfg.min_similarity:.2f}")
+            if not rel[best] >= self.cfg.min_relevancy:
+                why.append(f"relevancy {rel[best]:.2f} < {self.cfg.min_relevancy:.2f}")
             return QueryResult(False, p, message=f"'{p.target}' is not in the map (best match '{cands[best].label}', "
-                                                 f"similarity {sim[best]:.2f} < {self.cfg.min_similarity:.2f} "
-                                                 f"or relevancy {rel[best]:.2f} < {self.cfg.min_relevancy:.2f})")
+                                                 f"{', '.join(why) or 'no match satisfies the relation'})")
         found = [cands[i] for i in order]
         msg = f"found {len(found)} x '{p.target}'"
         if p.count > 1 and len(found) < p.count:
