@@ -184,7 +184,7 @@ class Mapper:
         fwd, bwd = nb[0::2] - D, D - nb[1::2]
         even = (fwd - bwd).abs() <= 0.5 * torch.maximum(fwd.abs(), bwd.abs()) + 0.01 * D
         smooth = (nb.min(0).values > 0) & even.all(0)
-        n = torch.linalg.cross(du, dv)[need]
+        n = torch.linalg.cross(du[need], dv[need])
         ok = smooth[need] & (n.norm(dim=-1) > 1e-12)
         n = F.normalize(n, dim=-1)
         ray = F.normalize(P[need] - kf.T_world_cam[:3, 3], dim=-1)
@@ -204,7 +204,7 @@ class Mapper:
         scales = torch.stack([base / cos, base, base * cfg.surfel_thickness], -1)
         ident = torch.tensor([1.0, 0.0, 0.0, 0.0], device=quats.device)
         quats = torch.where(ok[:, None], quats, ident)
-        scales = torch.where(ok[:, None], scales, base[:, None].repeat(1, 3))
+        scales = torch.where(ok[:, None], scales, base[:, None])
         return quats, scales
 
     def window(self) -> list[Keyframe]:
