@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # GPU figures on the device machine (H100): `bash bench/gpu_run.sh core|perception|all`.
 # Expects wheels in .whl/ (gsplat, segment-anything, open_clip, rosbags + deps, built for cp312) and
-# pre-rendered simulator scenes as .devdata/sim_*.tar.gz (the GPU image has no MuJoCo/EGL set up).
+# pre-rendered simulator scenes as .devdata/sim_*.tar.gz (the GPU image has no MuJoCo/EGL set up):
+# `gs-semantic sim --seed S --frames 90 --out /tmp/x/sim_S_90` then `tar -C /tmp/x -czf .devdata/sim_S_90.tar.gz sim_S_90`
+# (3 such scenes are ~45 MB; .whl/ ~15 MB; the device carries 64 MiB). Mapping runs on every scene
+# twice: all frames, and every 3rd frame (the 30-frame orbit's 12-degree spacing).
 # Writes JSON + logs under $OUT (or out/gpu).
 set -u
 OUT=${OUT:-out/gpu}
@@ -16,10 +19,15 @@ B="python3 -m gs_semantic_node.cli bench"
 what=${1:-all}
 if [[ $what == core || $what == all ]]; then
   timeout 300 python3 -m pytest -q -s -p no:cacheprovider tests/test_gsplat_parity.py 2>&1 | tee "$OUT/parity.txt"
-  for cfg in "8 2" "20 2" "12 1"; do set -- $cfg
-    timeout 150 $B mapping --sim-dirs "$scenes" --width 640 --height 480 --iters $1 --seed-stride $2 \
-      --out "$OUT/map640_$1_$2" 2>&1 | grep -v Warn
-  done
+  while IFS='|' read -r tag args; do
+    timeout 150 $B mapping --sim-dirs "$scenes" --width 640 --height 480 $args --out "$OUT/map640_$tag" </dev/null 2>&1 | grep -v Warn
+  done <<'ROWS'
+it8_step1|--iters 8 --frame-step 1
+it8_step3|--iters 8 --frame-step 3
+it20_step1|--iters 20 --frame-step 1
+it8_step1_prune|--iters 8 --frame-step 1 --split-large 0
+it8_step1_cap1M|--iters 8 --frame-step 1 --max-gaussians 1000000
+ROWS
   timeout 90 $B lift --sim-dirs "$scenes" --width 640 --height 480 --sizes 100000,500000,1000000 --repeats 5 \
     --out "$OUT/lift" 2>&1 | grep -v Warn
 fi

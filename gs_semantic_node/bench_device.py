@@ -68,13 +68,17 @@ def load_frames(sim_dir: Path) -> list:
 # ------------------------------------------------------------------ mapping
 def bench_mapping(sim_dirs: list[Path], width: int, height: int, iters: int, held_out_every: int = 5,
                   device: str = "auto", backend: str = "auto", max_gaussians: int = 300_000,
-                  seed_stride: int = 2, overrides: dict | None = None) -> list[dict]:
+                  seed_stride: int = 2, overrides: dict | None = None, frame_step: int = 1) -> list[dict]:
     """Mapper alone on simulator bags: frames integrated per second, held-out PSNR / depth L1, and
-    how far the Gaussians sit from the true surfaces (what boxes are fitted to)."""
+    how far the Gaussians sit from the true surfaces (what boxes are fitted to).
+
+    frame_step k keeps every k-th frame, so one dense bag also gives the sparser stream (a 90-frame
+    orbit at k=3 has the 30-frame orbit's spacing); held-out views are every `held_out_every`-th
+    kept frame."""
     rows = []
     for d in sim_dirs:
-        frames = load_frames(d)
-        is_held = [is_held_out(f.index, held_out_every) for f in frames]
+        frames = load_frames(d)[::max(1, frame_step)]
+        is_held = [is_held_out(i, held_out_every) for i in range(len(frames))]
         held = [f for f, h in zip(frames, is_held) if h]          # never integrated: novel views
         train = [f for f, h in zip(frames, is_held) if not h]
         cfg = MapperConfig(width=width, height=height, iters_per_keyframe=iters, device=device, backend=backend,
@@ -97,7 +101,9 @@ def bench_mapping(sim_dirs: list[Path], width: int, height: int, iters: int, hel
                      "resolution": [m.keyframes[0].camera.width, m.keyframes[0].camera.height],
                      "iters_per_keyframe": iters, "seed_stride": seed_stride, "seed_surfels": cfg.seed_surfels,
                      "lr_means": cfg.lr_means, "lr_scales": cfg.lr_scales, "lambda_depth": cfg.lambda_depth,
-                     "lambda_center_depth": cfg.lambda_center_depth, "frames": len(train), "keyframes": len(m.keyframes),
+                     "lambda_center_depth": cfg.lambda_center_depth, "split_large": cfg.split_large,
+                     "frame_step": frame_step, "max_gaussians": cfg.max_gaussians, "frames": len(train),
+                     "keyframes": len(m.keyframes),
                      "frames_per_s": len(train) / wall, "ms_per_keyframe": 1e3 * wall / max(1, len(m.keyframes)),
                      **heldout_summary(ev),
                      "gaussians": len(m.map), "peak_mem_gb": peak_gb(dev),
@@ -335,15 +341,18 @@ def run(a) -> int:
         return [_scene(int(s), a.frames, out) for s in a.seeds.split(",") if s]
     W, H = a.width, a.height
     if a.kind == "mapping":
+        flag = lambda v: None if v is None else bool(v)  # noqa: E731
         rows = bench_mapping(scenes(), W, H, a.iters, device=a.device, seed_stride=a.seed_stride,
+                             frame_step=a.frame_step, max_gaussians=a.max_gaussians,
                              overrides={k: v for k, v in (("lr_means", a.lr_means), ("lr_scales", a.lr_scales),
                                                           ("lambda_depth", a.lambda_depth),
                                                           ("lambda_center_depth", a.lambda_center_depth),
-                                                          ("seed_surfels", None if a.seed_surfels is None
-                                                           else bool(a.seed_surfels)))
+                                                          ("seed_surfels", flag(a.seed_surfels)),
+                                                          ("split_large", flag(a.split_large)))
                                         if v is not None})
         cols = ["scene", "device", "backend", "resolution", "iters_per_keyframe", "seed_stride", "seed_surfels",
-                "lr_means", "lr_scales", "lambda_depth", "lambda_center_depth", "keyframes", "frames_per_s",
+                "split_large", "lr_means", "lr_scales", "lambda_depth", "lambda_center_depth", "frame_step",
+                "keyframes", "frames_per_s",
                 "ms_per_keyframe", "heldout_psnr_db", "heldout_psnr_observed_db", "heldout_unseen_fraction",
                 "heldout_depth_l1_m", "surface_dist_mm_p50", "table_top_offset_mm", "gaussians", "peak_mem_gb"]
     elif a.kind == "perception":

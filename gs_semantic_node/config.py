@@ -46,7 +46,11 @@ class MapperConfig:
     center_depth_band: float = 0.03    # m; centres farther from the observed depth are occluded or elsewhere
     prune_opacity: float = 0.02
     prune_every: int = 5               # keyframes
-    max_scale: float = 0.1             # m; larger Gaussians are pruned
+    max_scale: float = 0.1             # m; larger Gaussians are split (or pruned, split_large=False)
+    # Splitting keeps the surface a big Gaussian covered (far, grazing floor at low resolution);
+    # pruning it left holes the next keyframe reseeded and the next prune cut again (bench/RESULTS.md).
+    split_large: bool = True
+    prune_scale: float = 0.4           # m; runaway Gaussians past this are pruned, not split
     # Adam step sizes. Means move slowly (3DGS: 1.6e-4 x scene radius): a faster mean lets the
     # photometric loss sharpen the image by sinking Gaussians behind the surface instead of
     # shrinking them (median 14-16 mm off the true surfaces at 1e-3, 5-7 mm now: `bench mapping`),

@@ -32,7 +32,11 @@ def test_device_benches_run_on_cpu(tmp_path):
     assert main(["bench", "mapping", "--width", "64", "--height", "48", "--iters", "2", *common]) == 0
     m = json.loads((tmp_path / "mapping.json").read_text())[0]
     assert m["frames"] + m["heldout_frames"] == 6 and m["heldout_frames"] >= 1
-    assert m["frames_per_s"] > 0 and m["gaussians"] > 0 and m["heldout_psnr_db"] > 10
+    assert m["frames_per_s"] > 0 and m["gaussians"] > 0 and m["heldout_psnr_db"] > 10 and m["split_large"] is True
+    assert main(["bench", "mapping", "--width", "64", "--height", "48", "--iters", "2", "--frame-step", "2",
+                 "--split-large", "0", *common]) == 0
+    m = json.loads((tmp_path / "mapping.json").read_text())[0]
+    assert m["frames"] + m["heldout_frames"] == 3 and m["frame_step"] == 2 and m["split_large"] is False
     assert main(["bench", "lift", "--width", "64", "--height", "48", "--sizes", "3000", "--repeats", "1", *common]) == 0
     lift = json.loads((tmp_path / "lift.json").read_text())[0]
     assert lift["gaussians"] == 3000 and lift["trace_ms"] > 0 and lift["registry_update_ms"] > 0

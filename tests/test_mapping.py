@@ -149,6 +149,49 @@ def test_prune_and_split_keep_labels_aligned():
     assert g.params["means"].shape[0] == g.state["object_id"].shape[0] == g.state["votes"].shape[0]
 
 
+@pytest.mark.parametrize("split", [True, False])
+def test_oversized_gaussians_are_split_not_dropped(split):
+    torch.manual_seed(0)
+    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0, max_scale=0.05, split_large=split,
+                            seed_surfels=False))
+    m.integrate(plane_frame())
+    g = m.map
+    i = torch.arange(len(g))                        # seeds: 30 rows x 40 columns, 0.03 m spheres 0.05 m apart
+    g.remove(~((i // 40 % 2 == 0) & (i % 40 % 2 == 0)))
+    n = len(g)
+    assert n == 300
+    with torch.no_grad():
+        g.params["scales"][:] = np.log(0.08)       # a sparse map of big Gaussians that still covers the plane
+        g.params["opacities"][:10] = -10.0           # ... and ten transparent ones
+    g.state["object_id"] = torch.arange(n, dtype=torch.int32)
+    before = m.evaluate(plane_frame())["coverage"]
+    assert before > 0.95
+    removed, n_split = m.prune()
+    if not split:                                   # pruning drops them all
+        assert removed == n and n_split == 0 and len(g) == 0
+        return
+    assert removed == 10
+    assert n_split == n - 10 and len(g) == 2 * (n - 10)
+    # each parent left two children with its id, 1/1.6 its size, none transparent
+    assert torch.equal(g.state["object_id"].sort().values, torch.arange(10, n, dtype=torch.int32).repeat_interleave(2))
+    assert torch.allclose(g.activated()["scales"], torch.full((len(g), 3), 0.08 / 1.6))
+    assert bool((g.activated()["opacities"] > 0.5).all())
+    assert m.evaluate(plane_frame())["coverage"] > before - 0.05     # the surface stays covered
+
+
+def test_a_non_finite_gaussian_neither_crashes_nor_spreads():
+    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0))
+    m.integrate(plane_frame())
+    n = len(m.map)
+    with torch.no_grad():
+        m.map.params["means"][0] = float("nan")
+        m.map.params["scales"][1] = 60.0              # exp(60) m: a runaway Gaussian
+    m.optimise(6)                                      # used to raise in the centre-depth term's lookup
+    assert bool(torch.isfinite(m.map.params["means"][2:]).all()) and bool(torch.isfinite(m.map.params["sh0"]).all())
+    removed, _ = m.prune()
+    assert removed == 2 and len(m.map) == n - 2 and bool(torch.isfinite(m.map.params["means"]).all())
+
+
 def _arrays(n=30):
     rng = np.random.default_rng(0)
     q = rng.normal(size=(n, 4))

@@ -2,8 +2,8 @@
 
 Per keyframe: seed Gaussians (flat discs in the observed surface) where the map is unobserved
 (low silhouette) or wrong (observed surface in front of the rendered one), optimise a bounded
-window of recent + random past keyframes on RGB + depth L1, then prune / split and enforce the
-Gaussian cap.
+window of recent + random past keyframes on RGB + depth L1, then prune transparent Gaussians, split
+oversized ones and enforce the Gaussian cap.
 """
 from __future__ import annotations
 
@@ -88,8 +88,9 @@ class Mapper:
         """Resample a frame to the working resolution and move it to the mapping device."""
         W = self.cfg.width or frame.camera.width
         H = self.cfg.height or frame.camera.height
-        rgb = torch.from_numpy(np.ascontiguousarray(frame.rgb)).to(self.device).float().div(255.0)
-        depth = torch.from_numpy(np.ascontiguousarray(frame.depth, dtype=np.float32)).to(self.device)
+        # frames decoded from a bag are read-only views; torch wants writable memory (copied if not)
+        rgb = torch.from_numpy(np.require(frame.rgb, requirements="CW")).to(self.device).float().div(255.0)
+        depth = torch.from_numpy(np.require(frame.depth, np.float32, "CW")).to(self.device)
         depth = torch.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0)
         depth = torch.where((depth >= self.cfg.min_depth) & (depth <= self.cfg.max_depth), depth, torch.zeros_like(depth))
         gt = frame.gt_instances
@@ -246,6 +247,7 @@ class Mapper:
         u = pc[:, 0] / zs * cam.fx + cam.cx
         v = pc[:, 1] / zs * cam.fy + cam.cy
         ok = (z > self.cfg.min_depth) & (u >= 0) & (u <= cam.width - 1) & (v >= 0) & (v <= cam.height - 1)
+        u, v = u.nan_to_num(0.0), v.nan_to_num(0.0)        # a non-finite centre is not ok, and must index safely
         u0 = u.floor().clamp(0, cam.width - 2).long()
         v0 = v.floor().clamp(0, cam.height - 2).long()
         du, dv = (u - u0).clamp(0, 1), (v - v0).clamp(0, 1)
@@ -267,19 +269,31 @@ class Mapper:
             for opt in self.map.optimizers.values():
                 opt.zero_grad(set_to_none=True)
             loss.backward()
+            for p in self.map.params.values():
+                if p.grad is not None:     # one ill-conditioned Gaussian must not poison Adam's moments
+                    torch.nan_to_num_(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
             for opt in self.map.optimizers.values():
                 opt.step()
             last = float(loss.detach())
         return last
 
     @torch.no_grad()
-    def prune(self) -> int:
+    def prune(self) -> tuple[int, int]:
+        """Remove transparent, runaway (> prune_scale) and non-finite Gaussians; split those larger
+        than max_scale in two (gsplat's split: children drawn inside the parent, 1/1.6 its size,
+        labels inherited), so the map keeps a bounded resolution without losing the surface they
+        cover. Returns (removed, split)."""
         a = self.map.activated()
-        bad = (a["opacities"] < self.cfg.prune_opacity) | (a["scales"].max(-1).values > self.cfg.max_scale)
+        size = a["scales"].max(-1).values
+        big = size > self.cfg.max_scale
+        bad = (a["opacities"] < self.cfg.prune_opacity) | (size > self.cfg.prune_scale) | ~(size >= 0)
         bad |= ~torch.isfinite(a["means"]).all(-1)
-        n = int(bad.sum())
+        if not self.cfg.split_large:
+            bad |= big
         self.map.remove(bad)
-        return n
+        split = big[~bad]
+        self.map.split(split)
+        return int(bad.sum()), int(split.sum())
 
     @torch.no_grad()
     def enforce_cap(self) -> int:
