@@ -2,8 +2,10 @@
 # GPU figures on the device machine (H100): `bash bench/gpu_run.sh core|perception|all`.
 # Expects wheels in .whl/ (gsplat, segment-anything, open_clip, rosbags + deps, built for cp312) and
 # pre-rendered simulator scenes as .devdata/sim_*.tar.gz (the GPU image has no MuJoCo/EGL set up):
-# `gs-semantic sim --seed S --frames 90 --out /tmp/x/sim_S_90` then `tar -C /tmp/x -czf .devdata/sim_S_90.tar.gz sim_S_90`
-# (3 such scenes are ~45 MB; .whl/ ~15 MB; the device carries 64 MiB). Mapping runs on every scene
+# `gs-semantic sim --seed S --frames 90 --out /tmp/x/sim_S_90`, then
+# `tar -C /tmp/x -czf .devdata/sim_S_90.tar.gz sim_S_90/bag sim_S_90/gt.json` (gt.npz, 6 MB each, left out:
+# the surface-distance columns are then skipped). 3 scenes ~44 MB + .whl/ ~15 MB, under the device's 64 MiB
+# carry. Mapping runs on every scene
 # twice: all frames, and every 3rd frame (the 30-frame orbit's 12-degree spacing).
 # Writes JSON + logs under $OUT (or out/gpu).
 set -u
