@@ -5,8 +5,7 @@
 # `gs-semantic sim --seed S --frames 90 --out /tmp/x/sim_S_90`, then
 # `tar -C /tmp/x -czf .devdata/sim_S_90.tar.gz sim_S_90/bag sim_S_90/gt.json` (gt.npz, 6 MB each, left out:
 # the surface-distance columns are then skipped). 3 scenes ~44 MB + .whl/ ~15 MB, under the device's 64 MiB
-# carry. Mapping runs on every scene
-# twice: all frames, and every 3rd frame (the 30-frame orbit's 12-degree spacing).
+# carry. Mapping rows use all frames, or every 3rd (the 30-frame orbit's 12-degree spacing).
 # Writes JSON + logs under $OUT (or out/gpu).
 set -u
 OUT=${OUT:-out/gpu}

@@ -344,12 +344,13 @@ def run(a) -> int:
     if a.kind == "mapping":
         flag = lambda v: None if v is None else bool(v)  # noqa: E731
         rows = bench_mapping(scenes(), W, H, a.iters, device=a.device, seed_stride=a.seed_stride,
-                             frame_step=a.frame_step, max_gaussians=a.max_gaussians,
+                             frame_step=a.frame_step,
                              overrides={k: v for k, v in (("lr_means", a.lr_means), ("lr_scales", a.lr_scales),
                                                           ("lambda_depth", a.lambda_depth),
                                                           ("lambda_center_depth", a.lambda_center_depth),
                                                           ("seed_surfels", flag(a.seed_surfels)),
-                                                          ("split_large", flag(a.split_large)))
+                                                          ("split_large", flag(a.split_large)),
+                                                          ("max_gaussians", a.max_gaussians))
                                         if v is not None})
         cols = ["scene", "device", "backend", "resolution", "iters_per_keyframe", "seed_stride", "seed_surfels",
                 "split_large", "lr_means", "lr_scales", "lambda_depth", "lambda_center_depth", "frame_step",

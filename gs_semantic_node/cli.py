@@ -136,7 +136,7 @@ def main(argv=None):
     b.add_argument("--split-large", type=int, choices=[0, 1], default=None,
                    help="mapping: split (1) or prune (0) Gaussians larger than mapper.max_scale")
     b.add_argument("--frame-step", type=int, default=1, help="mapping: integrate/hold out every k-th frame of the bag")
-    b.add_argument("--max-gaussians", type=int, default=300_000, help="mapping: mapper.max_gaussians")
+    b.add_argument("--max-gaussians", type=int, default=None, help="mapping: mapper.max_gaussians override")
     b.add_argument("--stock-keep-all", action="store_true", help="perception: also time the stock generator with "
                                                                   "no filters (over a minute per call on an H100)")
     b.add_argument("--device", default="auto")

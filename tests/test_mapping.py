@@ -166,7 +166,7 @@ def test_oversized_gaussians_are_split_not_dropped(split):
     g.state["object_id"] = torch.arange(n, dtype=torch.int32)
     before = m.evaluate(plane_frame())["coverage"]
     assert before > 0.95
-    removed, n_split = m.prune()
+    removed, n_split = m.prune_and_split()
     if not split:                                   # pruning drops them all
         assert removed == n and n_split == 0 and len(g) == 0
         return
@@ -188,7 +188,7 @@ def test_a_non_finite_gaussian_neither_crashes_nor_spreads():
         m.map.params["scales"][1] = 60.0              # exp(60) m: a runaway Gaussian
     m.optimise(6)                                      # used to raise in the centre-depth term's lookup
     assert bool(torch.isfinite(m.map.params["means"][2:]).all()) and bool(torch.isfinite(m.map.params["sh0"]).all())
-    removed, _ = m.prune()
+    removed, _ = m.prune_and_split()
     assert removed == 2 and len(m.map) == n - 2 and bool(torch.isfinite(m.map.params["means"]).all())
 
 

@@ -135,7 +135,7 @@ class Mapper:
             self.last_keyframe_pose = np.asarray(frame.T_world_cam, dtype=np.float64).copy()
             self.optimise(self.cfg.iters_per_keyframe)
             if len(self.keyframes) % max(1, self.cfg.prune_every) == 0:
-                self.prune()
+                self.prune_and_split()
             self.enforce_cap()
         return kf
 
@@ -189,7 +189,7 @@ class Mapper:
         ok = smooth[need] & (n.norm(dim=-1) > 1e-12)
         n = F.normalize(n, dim=-1)
         ray = F.normalize(P[need] - kf.T_world_cam[:3, 3], dim=-1)
-        # the stretch stays under half the prune limit, so a far, grazing disc is not pruned at once
+        # the stretch stays under half of max_scale, so a far, grazing disc is not split at once
         cos = torch.maximum((n * ray).sum(-1).abs(), (2 * base / cfg.max_scale).clamp(min=cfg.surfel_min_cos))
         n = torch.where(n[:, 2:3] < 0, -n, n)                                     # a disc has no side
         # q1 turns e_z onto n (half-way quaternion; n_z >= 0 keeps it regular) ...
@@ -278,7 +278,7 @@ class Mapper:
         return last
 
     @torch.no_grad()
-    def prune(self) -> tuple[int, int]:
+    def prune_and_split(self) -> tuple[int, int]:
         """Remove transparent, runaway (> prune_scale) and non-finite Gaussians; split those larger
         than max_scale in two (gsplat's split: children drawn inside the parent, 1/1.6 its size,
         labels inherited), so the map keeps a bounded resolution without losing the surface they
