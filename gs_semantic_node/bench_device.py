@@ -67,8 +67,8 @@ def load_frames(sim_dir: Path) -> list:
 
 # ------------------------------------------------------------------ mapping
 def bench_mapping(sim_dirs: list[Path], width: int, height: int, iters: int, held_out_every: int = 5,
-                  device: str = "auto", backend: str = "auto", max_gaussians: int = 300_000,
-                  seed_stride: int = 2, overrides: dict | None = None, frame_step: int = 1) -> list[dict]:
+                  device: str = "auto", backend: str = "auto", seed_stride: int = 2, overrides: dict | None = None,
+                  frame_step: int = 1) -> list[dict]:
     """Mapper alone on simulator bags: frames integrated per second, held-out PSNR / depth L1, and
     how far the Gaussians sit from the true surfaces (what boxes are fitted to).
 
@@ -82,7 +82,7 @@ def bench_mapping(sim_dirs: list[Path], width: int, height: int, iters: int, hel
         held = [f for f, h in zip(frames, is_held) if h]          # never integrated: novel views
         train = [f for f, h in zip(frames, is_held) if not h]
         cfg = MapperConfig(width=width, height=height, iters_per_keyframe=iters, device=device, backend=backend,
-                           max_gaussians=max_gaussians, seed_stride=seed_stride)
+                           seed_stride=seed_stride)
         for k, v in (overrides or {}).items():
             setattr(cfg, k, v)
         warm = Mapper(cfg)                 # gsplat's JIT build and CUDA context happen here, untimed
