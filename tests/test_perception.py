@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gs_semantic_node.config import PerceptionConfig
-from gs_semantic_node.perception.base import Mask, noun_phrase
+from gs_semantic_node.perception.base import Mask, TextCache, noun_phrase
 from gs_semantic_node.perception.factory import make_embedder, make_mask_generator
 from gs_semantic_node.perception.oracle import OracleMaskGenerator, noise_preset
 from gs_semantic_node.types import Camera, Frame
@@ -62,6 +62,39 @@ def test_tiny_clip_from_a_local_checkpoint(tmp_path):
         tok = open_clip.get_tokenizer(name)(["a photo of a table"])
         r = torch.nn.functional.normalize(ref.encode_text(tok), dim=-1)[0].numpy()
     assert np.allclose(r, t[2], atol=1e-5)                   # weights really came from the checkpoint
+
+
+def test_text_cache_is_bounded_lru_and_encodes_only_what_it_lacks():
+    import threading
+    calls = []
+
+    def encode(texts):
+        calls.append(list(texts))
+        return np.array([[len(t), ord(t[0])] for t in texts], np.float32)
+
+    c = TextCache(encode, dim=2, size=3)
+    assert c([]).shape == (0, 2) and not calls
+    out = c(["mug", "bowl", "mug"])
+    assert calls == [["mug", "bowl"]] and out.tolist() == [[3, 109], [4, 98], [3, 109]]
+    c(["can", "mug"])                       # mug becomes the most recent; bowl is now the oldest
+    c(["apple"])                            # evicts bowl, keeps mug
+    assert calls[-2:] == [["can"], ["apple"]] and len(c) == 3
+    c(["mug"])
+    assert calls[-1] == ["apple"]           # a hit: nothing encoded
+    c(["bowl"])
+    assert calls[-1] == ["bowl"]            # it was evicted
+    errors = []
+
+    def hammer(k):
+        try:
+            for i in range(300):
+                assert c([f"w{(i * 7 + k) % 11}", "mug"]).shape == (2, 2)
+        except Exception as e:              # noqa: BLE001 - surfaced below
+            errors.append(e)
+    ts = [threading.Thread(target=hammer, args=(k,)) for k in range(4)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    assert not errors and len(c) == 3
 
 
 def test_oracle_noise_statistics_match_parameters():

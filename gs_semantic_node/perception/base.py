@@ -1,8 +1,10 @@
 """The two small interfaces the rest of the pipeline sees: masks in, one vector per mask/text out."""
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -45,6 +47,39 @@ class Embedder(Protocol):
 def l2n(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
+
+
+class TextCache:
+    """Bounded LRU of text embeddings, safe across service threads. Instructions repeat, so hits
+    are the common case; the bound keeps a node that runs for weeks from growing with every
+    distinct sentence it was ever asked. `encode` runs outside the lock (it is the slow part)."""
+
+    def __init__(self, encode: Callable[[list[str]], np.ndarray], dim: int, size: int = 4096):
+        self.encode, self.dim, self.size = encode, dim, max(1, size)
+        self._d: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for t in dict.fromkeys(texts):
+                if t in self._d:
+                    self._d.move_to_end(t)
+                    found[t] = self._d[t]
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            vecs = np.asarray(self.encode(missing), dtype=np.float32)
+            found.update(zip(missing, vecs))
+            with self._lock:
+                self._d.update(zip(missing, vecs))
+                while len(self._d) > self.size:
+                    self._d.popitem(last=False)
+        return np.stack([found[t] for t in texts])
 
 
 _DETERMINERS = {"a", "an", "the", "some", "any", "this", "that", "these", "those", "my", "your", "our", "his",

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..types import Frame
-from .base import Mask, l2n, noun_phrase
+from .base import Mask, TextCache, l2n, noun_phrase
 
 
 def load_clip(model_name: str, pretrained: str, device: str = "cpu"):
@@ -45,7 +45,7 @@ class ClipEmbedder:
         self.batch = batch
         self.dim = int(model.text_projection.shape[1] if hasattr(model, "text_projection") and
                        model.text_projection is not None else model.visual.output_dim)
-        self._text_cache: dict[str, np.ndarray] = {}
+        self.embed_text = TextCache(self._encode_text, self.dim)
         pc = getattr(model.visual, "preprocess_cfg", {}) or {}
         size = pc.get("size", getattr(model.visual, "image_size", 224))
         self.size = tuple(size) if isinstance(size, (tuple, list)) else (int(size), int(size))
@@ -95,10 +95,6 @@ class ClipEmbedder:
         return l2n(f.cpu().numpy())
 
     @torch.no_grad()
-    def embed_text(self, texts: list[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
-        if missing:
-            tok = self.tokenizer([f"a photo of {noun_phrase(t)}" for t in missing]).to(self.device)
-            e = l2n(self.model.encode_text(tok).float().cpu().numpy())
-            self._text_cache.update(zip(missing, e))
-        return np.stack([self._text_cache[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+    def _encode_text(self, texts: list[str]) -> np.ndarray:
+        tok = self.tokenizer([f"a photo of {noun_phrase(t)}" for t in texts]).to(self.device)
+        return l2n(self.model.encode_text(tok).float().cpu().numpy())

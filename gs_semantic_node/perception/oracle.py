@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..types import Frame
-from .base import Mask, l2n, noun_phrase
+from .base import Mask, TextCache, l2n, noun_phrase
 
 
 @dataclass
@@ -148,7 +148,7 @@ class TextProxyEmbedder:
         self.confusion = confusion
         self.noise_sigma = noise_sigma
         self.rng = np.random.default_rng(seed + 1)
-        self._cache: dict[str, np.ndarray] = {}
+        self.embed_text = TextCache(self._encode_text, self.dim)
 
     @classmethod
     def from_gt(cls, gt_path: str | Path, **kw) -> "TextProxyEmbedder":
@@ -156,13 +156,9 @@ class TextProxyEmbedder:
         gt = json.loads((p / "gt.json" if p.is_dir() else p).read_text())
         return cls({int(o["instance_id"]): list(o["descriptions"]) for o in gt["objects"]}, **kw)
 
-    def embed_text(self, texts: list[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
-        if missing:
-            vecs = _minilm().encode([noun_phrase(t) for t in missing], normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=False)
-            self._cache.update(zip(missing, vecs.astype(np.float32)))
-        return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+    def _encode_text(self, texts: list[str]) -> np.ndarray:
+        return _minilm().encode([noun_phrase(t) for t in texts], normalize_embeddings=True,
+                                convert_to_numpy=True, show_progress_bar=False)
 
     def embed_masks(self, frame: Frame, masks: list[Mask]) -> np.ndarray:
         if frame.gt_instances is None:
