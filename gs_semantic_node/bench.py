@@ -179,7 +179,8 @@ def run_bench(a) -> int:
         from .ros.load_test import run_load
         d = _scene(int(a.seeds.split(",")[0]), a.frames, out)
         res = run_load(out, d, str(ROOT / "config" / "tabletop_demo.yaml"), a.threads, a.per_thread,
-                       a.service_depth)
+                       a.service_depth, a.map_gaussians, a.clip_model or "text_proxy", a.fresh_text,
+                       not a.no_replay)
         return 0 if res["failures"] == 0 else 1
     # speed
     from .cli import offline_pipeline

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .cli import is_held_out
-from .config import MapperConfig, QueryConfig, SemanticsConfig
+from .config import DEFAULT_VOCABULARY, MapperConfig, QueryConfig, SemanticsConfig
 from .mapping.mapper import Mapper, backproject, resolve_device
 from .perception.base import Mask, l2n
 from .sim.generate import load_gt
@@ -257,6 +257,37 @@ def synthetic_map(frame, n: int, width: int, height: int, device: str = "auto", 
     return m, kf
 
 
+def grow_map(src: str | Path, dst: str | Path, n: int, seed: int = 0) -> int:
+    """Save a copy of a map grown to n Gaussians (the service load test at the issue's map sizes).
+    Copies are jittered by half their parent's size and carry its object id, votes, features and
+    confidence, so every object keeps its place and label; object records are unchanged."""
+    from .io.mapfile import load_map, save_map
+    arrays, records, meta = load_map(src)
+    m = len(arrays["means"])
+    if m == 0:
+        raise ValueError(f"{src} holds no Gaussians to grow")
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate([np.arange(min(m, n)), rng.integers(0, m, max(0, n - m))])
+    out = {k: np.asarray(v)[idx] for k, v in arrays.items()}
+    copies = np.arange(n) >= m
+    jitter = rng.normal(size=(int(copies.sum()), 3)) * 0.5 * out["scales"][copies]
+    out["means"] = out["means"].astype(np.float32)
+    out["means"][copies] += jitter.astype(np.float32)
+    save_map(dst, out, records, {**meta, "grown_from": str(src), "grown_to": n})
+    return n
+
+
+def random_clip_checkpoint(model: str, out: Path) -> Path:
+    """A randomly initialised open_clip checkpoint on disk, loaded by the node's real loading code
+    (no weights can be downloaded here; the cost of encoding text does not depend on them)."""
+    import open_clip
+    path = out / f"random_{model}.pt"
+    if not path.is_file():
+        m = open_clip.create_model(model, pretrained=None)
+        torch.save(m.state_dict(), path)
+    return path
+
+
 def bench_lift(frame, sizes: list[int], width: int, height: int, n_masks: int = 40, device: str = "auto",
                repeats: int = 5, emb_dim: int = 512) -> list[dict]:
     from .semantics.lifting import mask_weights
@@ -286,6 +317,15 @@ PHRASES = ["grab the {}", "pick up the {}", "where is the {}?", "bring me the {}
 ATTRS = ["", "red ", "small ", "white ", "big ", "green ", "metal ", "wooden "]
 
 
+def instructions(n: int, vocab: list[str] | None = None) -> list[str]:
+    """n distinct instructions (up to 9,000 with the default vocabulary): each one is new to a
+    text cache, so timing them times the text encoder too."""
+    vocab = vocab or DEFAULT_VOCABULARY
+    out = dict.fromkeys(p.format(b + a + v) for b in ATTRS for p in PHRASES for a in ATTRS for v in vocab if b != a
+                        or not b)
+    return list(out)[:n]
+
+
 def synthetic_objects(n_gaussians: int, n_objects: int, dim: int, seed: int = 0) -> list:
     from .types import OrientedBox, SemanticObject
     rng = np.random.default_rng(seed)
@@ -305,12 +345,10 @@ def bench_latency(n_gaussians: int, n_objects: int, embedder, queries: int = 300
     """In-process `QueryEngine.query` on a map of n_gaussians split into n_objects (text encoding
     included: cold = each phrase new to the cache, warm = cached)."""
     from .query.engine import QueryEngine
-    from .config import DEFAULT_VOCABULARY
-    vocab = vocab or DEFAULT_VOCABULARY
     dim = embedder.embed_text(["x"]).shape[1]
     objs = synthetic_objects(n_gaussians, n_objects, dim)
     eng = QueryEngine(QueryConfig(), embedder.embed_text)
-    texts = [p.format(a + v) for p in PHRASES for a in ATTRS for v in vocab][:queries]
+    texts = instructions(queries, vocab)
     eng.query(texts[0], objs)        # negatives + first encode, untimed
     res = {}
     for name, batch in (("cold", texts[1:]), ("warm", texts[1:])):
@@ -341,6 +379,7 @@ def run(a) -> int:
         from .bench import _scene
         return [_scene(int(s), a.frames, out) for s in a.seeds.split(",") if s]
     W, H = a.width, a.height
+    a.clip_model = a.clip_model or "ViT-B-16"
     if a.kind == "mapping":
         flag = lambda v: None if v is None else bool(v)  # noqa: E731
         rows = bench_mapping(scenes(), W, H, a.iters, device=a.device, seed_stride=a.seed_stride,

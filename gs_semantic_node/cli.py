@@ -121,6 +121,10 @@ def main(argv=None):
     b.add_argument("--threads", type=int, default=4, help="load: client threads")
     b.add_argument("--per-thread", type=int, default=2500, help="load: queries per client thread")
     b.add_argument("--service-depth", type=int, default=100, help="load: services' and clients' QoS history depth")
+    b.add_argument("--map-gaussians", type=int, default=0,
+                   help="load: grow the scene's map to this many Gaussians and load it into the node first")
+    b.add_argument("--fresh-text", action="store_true", help="load: every call a new sentence (text encoded each time)")
+    b.add_argument("--no-replay", action="store_true", help="load: replay no bag (node idle while queried)")
     b.add_argument("--sim-dirs", default="", help="mapping/perception/lift: existing simulator dirs (comma list)")
     b.add_argument("--width", type=int, default=160, help="mapping/lift: working resolution")
     b.add_argument("--height", type=int, default=120)
@@ -141,8 +145,9 @@ def main(argv=None):
                                                                   "no filters (over a minute per call on an H100)")
     b.add_argument("--device", default="auto")
     b.add_argument("--sam-models", default="vit_b,vit_h", help="perception: SAM types (random weights) or 'tiny'")
-    b.add_argument("--clip-model", default="ViT-B-16", help="perception/latency: open_clip model (random weights), "
-                                                            "'tiny', or latency's 'text_proxy'")
+    b.add_argument("--clip-model", default=None,
+                   help="perception/latency/load: open_clip model (random weights), 'tiny' (not load), or "
+                        "'text_proxy' (latency, load); default ViT-B-16, for load text_proxy")
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--sizes", default="500000", help="lift/latency: map sizes in Gaussians (comma list)")
     b.add_argument("--objects", type=int, default=50, help="latency: objects the map is split into")

@@ -50,3 +50,14 @@ def test_device_benches_run_on_cpu(tmp_path):
     kinds = {r["what"].split(" (")[0] for r in rows}
     assert {"SAM tiny ours", "SAM tiny stock SamAutomaticMaskGenerator", "SAM tiny image encoder alone"} <= kinds
     assert all(r["ms"] > 0 for r in rows)
+
+
+def test_load_bench_queries_a_grown_map_through_the_node(tmp_path):
+    """`bench load --map-gaussians`: offline base map -> grown -> LoadMap into the real node over
+    loopback DDS -> fresh sentences while the bag replays into it."""
+    assert main(["bench", "load", "--seeds", "101", "--frames", "6", "--threads", "2", "--per-thread", "15",
+                 "--map-gaussians", "20000", "--fresh-text", "--out", str(tmp_path)]) == 0
+    r = json.loads((tmp_path / "load.json").read_text())
+    assert r["loaded"] == "loaded 20000 Gaussians" and r["map_gaussians"] == 20000
+    assert r["queries"] == 30 and r["failures"] == 0 and r["distinct_instructions"] == 30
+    assert 0 < r["rtt_ms_p50"] <= r["rtt_ms_p99"] and r["text_encoder"] == "text_proxy"

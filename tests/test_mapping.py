@@ -243,3 +243,24 @@ def test_held_out_view_scores_the_surface_the_keyframes_saw():
     assert ev["unseen_fraction"] == 0.0 and ev["psnr_observed"] == ev["psnr"]
     ev = m.evaluate(plane_frame(x=0.5, d=1.5))
     assert abs(ev["unseen_fraction"] - 0.25) < 0.02
+
+
+def test_grown_map_keeps_every_object_in_place(tmp_path):
+    from gs_semantic_node.bench_device import grow_map
+    a = _arrays()
+    recs = {1: {"views": [(3.0, np.ones(4, np.float32))], "n_masks": 7, "last_seen": 2.5}}
+    save_map(tmp_path / "m", a, recs)
+    n0, n = len(a["means"]), 7 * len(a["means"]) + 3
+    assert grow_map(tmp_path / "m", tmp_path / "big", n) == n
+    b, r, meta = load_map(tmp_path / "big")
+    assert len(b["means"]) == n and r.keys() == recs.keys() and meta["grown_to"] == n
+    np.testing.assert_allclose(b["means"][:n0], a["means"], atol=1e-6)       # the originals first, unmoved
+    for oid in np.unique(a["object_id"]):
+        orig, grown = a["means"][a["object_id"] == oid], b["means"][b["object_id"] == oid]
+        assert len(grown) > len(orig)
+        # every copy lies near a Gaussian of its own object (within 3 sigma of the jitter)
+        d = np.linalg.norm(grown[:, None] - orig[None], axis=-1).min(1)
+        assert d.max() < 3 * 0.5 * np.sqrt(3) * a["scales"].max()
+    save_map(tmp_path / "empty", {k: v[:0] for k, v in a.items()}, {})
+    with pytest.raises(ValueError, match="no Gaussians"):
+        grow_map(tmp_path / "empty", tmp_path / "x", 10)
