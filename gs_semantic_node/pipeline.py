@@ -42,6 +42,7 @@ class SemanticMappingPipeline:
         self.engine = QueryEngine(cfg.query, self.embedder.embed_text)
         self._snapshot = Snapshot()
         self._work_lock = threading.Lock()
+        self._unrefreshed = False                  # keyframes integrated since the last refresh
         self.timings = {"map_ms": [], "perception_ms": [], "lift_ms": [], "refresh_ms": []}
         self.keep_gaussian_language = False        # threshold baseline (benchmark only)
 
@@ -69,6 +70,7 @@ class SemanticMappingPipeline:
                 self.refresh(kf)
             else:
                 self._snapshot.latest_keyframe = (kf.camera, kf.T_world_cam.cpu().numpy())
+                self._unrefreshed = True
             return True
 
     def lift(self, kf: Keyframe, masks, emb: np.ndarray):
@@ -96,11 +98,14 @@ class SemanticMappingPipeline:
         latest = (kf.camera, kf.T_world_cam.cpu().numpy()) if kf is not None else self._snapshot.latest_keyframe
         self._snapshot = Snapshot(list(self.registry.objects), arrays, kf.stamp if kf else self._snapshot.stamp,
                                   len(self.mapper.keyframes), latest)
+        self._unrefreshed = False
         self.timings["refresh_ms"].append(1e3 * (time.perf_counter() - t))
 
     def finish(self):
+        """Refresh if keyframes came in since the last refresh. Nothing else: a loaded map keeps
+        its saved labels, and re-segmenting an unchanged million-Gaussian map would only burn CPU."""
         with self._work_lock:
-            if len(self.mapper.map):
+            if self._unrefreshed and len(self.mapper.map):
                 self.refresh(self.mapper.keyframes[-1] if self.mapper.keyframes else None)
 
     def project_boxes(self, kf: Keyframe, camera: Camera) -> np.ndarray | None:

@@ -317,6 +317,7 @@ def test_pipeline_on_a_simulated_scene(small_sim, tmp_path):
     cfg = Config()
     cfg.mapper.iters_per_keyframe = 3
     p = offline_pipeline(small_sim, cfg, progress=False)
+    refreshes = len(p.timings["refresh_ms"])
     ev = evaluate(p.snapshot.arrays, p.snapshot.objects, load_gt(small_sim))
     ids = p.snapshot.arrays["object_id"]
     assert len(ids) == len(p.mapper.map) and (ids >= 0).all()      # every Gaussian has exactly one id
@@ -333,6 +334,12 @@ def test_pipeline_on_a_simulated_scene(small_sim, tmp_path):
     assert [(o.id, o.label, o.num_gaussians) for o in after] == [(o.id, o.label, o.num_gaussians) for o in before]
     assert all(np.allclose(a.obb.center, b.obb.center, atol=1e-4) for a, b in zip(after, before))
     assert q.query("grab the mug").found
+    # publishing a loaded map (the node calls finish) keeps its saved labels: no re-segmentation
+    snap = q.snapshot
+    q.finish()
+    assert q.snapshot is snap
+    p.finish()                                   # nothing new since offline_pipeline's own finish
+    assert len(p.timings["refresh_ms"]) == refreshes
 
 
 def test_contrastive_loss_prefers_features_that_match_the_masks():

@@ -78,6 +78,7 @@ class GsSemanticNode(Node):
         sensors = MutuallyExclusiveCallbackGroup()
         services = ReentrantCallbackGroup()
         timers = MutuallyExclusiveCallbackGroup()
+        health = MutuallyExclusiveCallbackGroup()   # diagnostics keep flowing while a publish folds in keyframes
         # deep reader history: callbacks compete with the mapper for the GIL, KEEP_LAST would overwrite
         qos = QoSProfile(depth=max(50, 10 * nc.queue_size), history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.RELIABLE if nc.reliable_input else ReliabilityPolicy.BEST_EFFORT)
@@ -102,7 +103,7 @@ class GsSemanticNode(Node):
                                    (SaveMap, "~/save_map", self.srv_save), (LoadMap, "~/load_map", self.srv_load)):
             self.create_service(srv_type, name, cb, qos_profile=srv_qos, callback_group=services)
         self.create_timer(nc.publish_period, self.publish, callback_group=timers)
-        self.create_timer(nc.diagnostics_period, self.publish_diagnostics, callback_group=timers)
+        self.create_timer(nc.diagnostics_period, self.publish_diagnostics, callback_group=health)
         if nc.autosave_period > 0:
             self.create_timer(nc.autosave_period, self.autosave, callback_group=timers)
         self.worker = threading.Thread(target=self.work, name="gs_semantic_mapper", daemon=True)
@@ -182,7 +183,7 @@ class GsSemanticNode(Node):
         if not force and self.version == self.published_version:
             return
         if self.version != self.published_version:
-            self.pipeline.finish()      # fold the latest keyframes into labels and boxes
+            self.pipeline.finish()      # fold keyframes not yet refreshed into labels and boxes
         self.published_version = self.version
         snap = self.pipeline.snapshot
         h = self.header()
