@@ -315,15 +315,16 @@ def bench_lift(frame, sizes: list[int], width: int, height: int, n_masks: int = 
 # ------------------------------------------------------------------ query latency
 PHRASES = ["grab the {}", "pick up the {}", "where is the {}?", "bring me the {} please", "the {} next to the bowl"]
 ATTRS = ["", "red ", "small ", "white ", "big ", "green ", "metal ", "wooden "]
+MORE = ["", "shiny ", "old ", "plastic ", "blue ", "tiny ", "dirty ", "striped ", "empty ", "heavy "]
 
 
 def instructions(n: int, vocab: list[str] | None = None) -> list[str]:
-    """n distinct instructions (up to 9,000 with the default vocabulary): each one is new to a
-    text cache, so timing them times the text encoder too."""
+    """n instructions whose target phrases all differ (up to 18,000 with the default vocabulary),
+    phrased five ways in turn. Text caches are keyed by the target phrase, so each one is new to
+    the cache and timing them times the text encoder too."""
     vocab = vocab or DEFAULT_VOCABULARY
-    out = dict.fromkeys(p.format(b + a + v) for b in ATTRS for p in PHRASES for a in ATTRS for v in vocab if b != a
-                        or not b)
-    return list(out)[:n]
+    targets = dict.fromkeys(m + b + a + v for m in MORE for b in ATTRS for a in ATTRS for v in vocab if b != a or not b)
+    return [PHRASES[i % len(PHRASES)].format(t) for i, t in zip(range(n), targets)]
 
 
 def synthetic_objects(n_gaussians: int, n_objects: int, dim: int, seed: int = 0) -> list:

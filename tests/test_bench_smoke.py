@@ -43,6 +43,9 @@ def test_device_benches_run_on_cpu(tmp_path):
     assert main(["bench", "latency", "--sizes", "20000", "--objects", "5", "--clip-model", "tiny", *common]) == 0
     lat = json.loads((tmp_path / "latency.json").read_text())[0]
     assert lat["gaussians"] == 20000 and lat["cold_p50_ms"] >= lat["warm_p50_ms"] > 0
+    from gs_semantic_node.bench_device import instructions
+    from gs_semantic_node.query.parser import parse
+    assert len({parse(t).target for t in instructions(3000)}) == 3000     # "cold" really is new to the cache
     rng = np.random.default_rng(0)
     f = Frame((rng.random((48, 64, 3)) * 255).astype(np.uint8), np.ones((48, 64), np.float32),
               Camera(50, 50, 31.5, 23.5, 64, 48), np.eye(4), 0.0, 0)
