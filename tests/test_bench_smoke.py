@@ -40,6 +40,8 @@ def test_device_benches_run_on_cpu(tmp_path):
     assert main(["bench", "lift", "--width", "64", "--height", "48", "--sizes", "3000", "--repeats", "1", *common]) == 0
     lift = json.loads((tmp_path / "lift.json").read_text())[0]
     assert lift["gaussians"] == 3000 and lift["trace_ms"] > 0 and lift["registry_update_ms"] > 0
+    assert lift["distill_ms"] > 0 and lift["lift_ms"] == pytest.approx(
+        lift["trace_ms"] + lift["registry_update_ms"] + lift["distill_ms"])       # what a keyframe's lift runs
     assert main(["bench", "latency", "--sizes", "20000", "--objects", "5", "--clip-model", "tiny", *common]) == 0
     lat = json.loads((tmp_path / "latency.json").read_text())[0]
     assert lat["gaussians"] == 20000 and lat["cold_p50_ms"] >= lat["warm_p50_ms"] > 0
