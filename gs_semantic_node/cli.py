@@ -123,7 +123,7 @@ def main(argv=None):
     b.add_argument("--service-depth", type=int, default=100, help="load: services' and clients' QoS history depth")
     b.add_argument("--map-gaussians", type=int, default=0,
                    help="load: grow the scene's map to this many Gaussians and load it into the node first")
-    b.add_argument("--fresh-text", action="store_true", help="load: every call a new sentence (text encoded each time)")
+    b.add_argument("--fresh-text", action="store_true", help="load: every call a target phrase new to the node (text encoded each time)")
     b.add_argument("--no-replay", action="store_true", help="load: replay no bag (node idle while queried)")
     b.add_argument("--sim-dirs", default="", help="mapping/perception/lift: existing simulator dirs (comma list)")
     b.add_argument("--width", type=int, default=160, help="mapping/lift: working resolution")

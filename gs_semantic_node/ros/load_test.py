@@ -9,7 +9,8 @@ map is grown to the requested size (each Gaussian copied with its labels, so the
 same objects, only denser), and the node loads it through LoadMap before the bag replays into it:
 queries then run against a map of that size while the mapper works on it. `text_encoder` picks
 the node's text side: the MiniLM proxy, or an open_clip model with random weights (timing only),
-and `fresh_text` makes every call a sentence the node has not seen, so each one is encoded.
+and `fresh_text` makes every call name a target phrase the node has not seen (text caches are
+keyed by the target), so each one is encoded.
 """
 from __future__ import annotations
 
@@ -70,6 +71,9 @@ def _node_overrides(text_encoder: str, out: Path) -> dict:
     from ..bench_device import random_clip_checkpoint
     if text_encoder == "text_proxy":
         return {}
+    if text_encoder == "tiny":
+        raise ValueError("bench load runs the node in its own process: give a named open_clip model "
+                         "(e.g. ViT-B-16) or text_proxy, not 'tiny'")
     return {"perception.embedder": "clip", "perception.clip_model": text_encoder,
             "perception.clip_pretrained": str(random_clip_checkpoint(text_encoder, out))}
 
