@@ -304,7 +304,7 @@ def bench_lift(frame, sizes: list[int], width: int, height: int, n_masks: int = 
         dev = m.device
         masks = [mk.mask for mk in _rect_masks(width, height, n_masks)]
         emb = l2n(rng.normal(size=(n_masks, emb_dim)).astype(np.float32))
-        reg = ObjectRegistry(SemanticsConfig(), lambda t: l2n(rng.normal(size=(len(t), emb_dim)).astype(np.float32)))
+        reg = ObjectRegistry(sc, lambda t: l2n(rng.normal(size=(len(t), emb_dim)).astype(np.float32)))
         tw, Wt = timed(lambda: mask_weights(m, kf, masks), dev, repeats)
         tu, _ = timed(lambda: reg.update(m.map, Wt, emb, 0.0, [int(x.sum()) for x in masks]), dev, repeats)
         td, _ = timed(lambda: distill(m, kf, masks, sc.feature_iters, sc.feature_pixels, sc.feature_temperature),

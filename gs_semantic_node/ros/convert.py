@@ -1,4 +1,4 @@
-"""Core types -> ROS messages (the only other file besides node.py that touches ROS types)."""
+"""Core types -> ROS messages for what the node publishes, and its diagnostics read back by clients."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,6 +13,17 @@ from gs_semantic_msgs.msg import SemanticObject as SemanticObjectMsg
 
 from ..io.imageconv import CLOUD_FIELDS, build_cloud_data, pointcloud_fields
 from ..types import SemanticObject
+
+
+DIAG_NAME = "gs_semantic: mapping"      # the node's DiagnosticStatus name
+
+
+def mapping_diagnostics(msg) -> dict | None:
+    """{key: value} of the node's status in a DiagnosticArray, or None if it holds none."""
+    for st in msg.status:
+        if st.name == DIAG_NAME:
+            return {kv.key: kv.value for kv in st.values}
+    return None
 
 
 def to_time(t: float) -> Time:

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from gs_semantic_msgs.srv import QueryObjects, SaveMap
 
 from ..types import OrientedBox
+from .convert import mapping_diagnostics
 
 INSTRUCTIONS = ["grab the mug", "pick up the bowl", "where is the apple?", "bring me the laptop"]
 
@@ -64,9 +65,9 @@ class DemoClient(Node):
         self.create_subscription(DiagnosticArray, "/diagnostics", self.on_diag, 10)
 
     def on_diag(self, msg: DiagnosticArray):
-        for st in msg.status:
-            if st.name == "gs_semantic: mapping":
-                self.diag = {kv.key: kv.value for kv in st.values}
+        d = mapping_diagnostics(msg)
+        if d is not None:
+            self.diag = d
 
     def call(self, cli, req, timeout: float = 30.0):
         fut = cli.call_async(req)

@@ -26,6 +26,7 @@ from rclpy.executors import SingleThreadedExecutor
 from gs_semantic_msgs.srv import LoadMap, QueryObjects
 
 from ..config import Config, NodeConfig
+from .convert import mapping_diagnostics
 from .demo import ros_env, start_node, stop_node
 from .node import service_qos
 from .player import BagPlayer
@@ -48,9 +49,9 @@ class DiagnosticsMonitor:
         self.thread.start()
 
     def _on(self, msg):
-        for st in msg.status:
-            if st.name == "gs_semantic: mapping":
-                self.samples.append((time.monotonic(), {kv.key: kv.value for kv in st.values}))
+        d = mapping_diagnostics(msg)
+        if d is not None:
+            self.samples.append((time.monotonic(), d))
 
     def summary(self, t0: float, t1: float) -> dict:
         win = [d for t, d in list(self.samples) if t0 <= t <= t1]

@@ -28,7 +28,7 @@ from gs_semantic_msgs.srv import ListObjects, LoadMap, QueryObjects, SaveMap, Se
 from ..config import Config
 from ..io.validate import ApproxSync, InputFault, InputValidator, camera_from_info, pose_matrix, stamp_seconds
 from ..pipeline import SemanticMappingPipeline
-from .convert import cloud_msg, marker_array, object_msg
+from .convert import DIAG_NAME, cloud_msg, marker_array, object_msg
 
 
 def service_qos(depth: int) -> QoSProfile:
@@ -224,7 +224,7 @@ class GsSemanticNode(Node):
         values.update({f"skipped_{k}": v for k, v in self.validator.counts.items()})
         skipped = sum(v for k, v in values.items() if k.startswith("skipped_"))
         st = DiagnosticStatus(level=DiagnosticStatus.WARN if skipped else DiagnosticStatus.OK,
-                              name="gs_semantic: mapping", hardware_id="gs_semantic",
+                              name=DIAG_NAME, hardware_id="gs_semantic",
                               message=f"{values['keyframes']} keyframes, {values['objects']} objects, {skipped} skipped")
         st.values = [KeyValue(key=k, value=str(v)) for k, v in sorted(values.items())]
         self.pub_diag.publish(DiagnosticArray(header=self.header(), status=[st]))
