@@ -28,6 +28,8 @@ it8_step3|--iters 8 --frame-step 3
 it20_step1|--iters 20 --frame-step 1
 it8_step1_prune|--iters 8 --frame-step 1 --split-large 0
 it8_step1_cap1M|--iters 8 --frame-step 1 --max-gaussians 1000000
+it8_step1_cap100k_merge|--iters 8 --frame-step 1 --max-gaussians 100000 --cap-policy merge
+it8_step1_cap100k_evict|--iters 8 --frame-step 1 --max-gaussians 100000 --cap-policy evict
 ROWS
   timeout 90 $B lift --sim-dirs "$scenes" --width 640 --height 480 --sizes 100000,500000,1000000 --repeats 5 \
     --out "$OUT/lift" 2>&1 | grep -v Warn

@@ -102,7 +102,8 @@ def bench_mapping(sim_dirs: list[Path], width: int, height: int, iters: int, hel
                      "iters_per_keyframe": iters, "seed_stride": seed_stride, "seed_surfels": cfg.seed_surfels,
                      "lr_means": cfg.lr_means, "lr_scales": cfg.lr_scales, "lambda_depth": cfg.lambda_depth,
                      "lambda_center_depth": cfg.lambda_center_depth, "split_large": cfg.split_large,
-                     "frame_step": frame_step, "max_gaussians": cfg.max_gaussians, "frames": len(train),
+                     "frame_step": frame_step, "max_gaussians": cfg.max_gaussians, "cap_policy": cfg.cap_policy,
+                     "map_resolution_m": m.resolution, "frames": len(train),
                      "keyframes": len(m.keyframes),
                      "frames_per_s": len(train) / wall, "ms_per_keyframe": 1e3 * wall / max(1, len(m.keyframes)),
                      **heldout_summary(ev),
@@ -398,13 +399,15 @@ def run(a) -> int:
                                                           ("lambda_center_depth", a.lambda_center_depth),
                                                           ("seed_surfels", flag(a.seed_surfels)),
                                                           ("split_large", flag(a.split_large)),
-                                                          ("max_gaussians", a.max_gaussians))
+                                                          ("max_gaussians", a.max_gaussians),
+                                                          ("cap_policy", a.cap_policy))
                                         if v is not None})
         cols = ["scene", "device", "backend", "resolution", "iters_per_keyframe", "seed_stride", "seed_surfels",
                 "split_large", "lr_means", "lr_scales", "lambda_depth", "lambda_center_depth", "frame_step",
                 "keyframes", "frames_per_s",
                 "ms_per_keyframe", "heldout_psnr_db", "heldout_psnr_observed_db", "heldout_unseen_fraction",
-                "heldout_depth_l1_m", "surface_dist_mm_p50", "table_top_offset_mm", "gaussians", "peak_mem_gb"]
+                "heldout_depth_l1_m", "surface_dist_mm_p50", "table_top_offset_mm", "max_gaussians", "cap_policy",
+                "map_resolution_m", "gaussians", "peak_mem_gb"]
     elif a.kind == "perception":
         frame = load_frames(scenes()[0])[0]
         rows = bench_perception(frame, a.sam_models.split(","), a.clip_model, a.device, a.repeats,

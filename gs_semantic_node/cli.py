@@ -141,6 +141,8 @@ def main(argv=None):
                    help="mapping: split (1) or prune (0) Gaussians larger than mapper.max_scale")
     b.add_argument("--frame-step", type=int, default=1, help="mapping: integrate/hold out every k-th frame of the bag")
     b.add_argument("--max-gaussians", type=int, default=None, help="mapping: mapper.max_gaussians override")
+    b.add_argument("--cap-policy", choices=["evict", "merge"], default=None,
+                   help="mapping: mapper.cap_policy override (what happens over max_gaussians)")
     b.add_argument("--stock-keep-all", action="store_true", help="perception: also time the stock generator with "
                                                                   "no filters (over a minute per call on an H100)")
     b.add_argument("--device", default="auto")

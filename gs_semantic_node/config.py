@@ -24,6 +24,14 @@ class MapperConfig:
     width: int = 160                   # working resolution (frames are resampled to it); 0 = input size
     height: int = 120
     max_gaussians: int = 300_000
+    # Over the cap, "evict" drops the least opaque Gaussians; "merge" first drops only faint ones
+    # (< cap_evict_opacity) and, if the cap still binds, coarsens the map to cap_target x the cap
+    # (Gaussians of one object sharing a voxel become one, mapping/compaction.py; later seeds come
+    # at that voxel size). Eviction keeps more detail under a mild cap; merging keeps the surface
+    # covered when the map outgrows the cap several times (bench/RESULTS.md, "Under a Gaussian cap").
+    cap_policy: str = "evict"          # evict | merge
+    cap_target: float = 0.8
+    cap_evict_opacity: float = 0.3
     feature_dim: int = 16              # one of gsplat's compiled channel counts
     keyframe_translation: float = 0.05   # m
     keyframe_rotation_deg: float = 5.0

@@ -67,9 +67,11 @@ class GaussianMap:
 
     # ------------------------------------------------------------------ growth
     @torch.no_grad()
-    def append(self, means: torch.Tensor, rgb: torch.Tensor, scales: torch.Tensor, opacity: float = 0.7,
-               quats: torch.Tensor | None = None):
-        """Add Gaussians (optimizer moments start at zero for the new rows); identity rotation by default."""
+    def append(self, means: torch.Tensor, rgb: torch.Tensor, scales: torch.Tensor, opacity: float | torch.Tensor = 0.7,
+               quats: torch.Tensor | None = None, features: torch.Tensor | None = None,
+               sh0: torch.Tensor | None = None, state: dict[str, torch.Tensor] | None = None):
+        """Add Gaussians (optimizer moments start at zero for the new rows); identity rotation, small
+        random features and no labels unless given (`sh0` replaces `rgb` when given)."""
         n = means.shape[0]
         if n == 0:
             return
@@ -78,10 +80,12 @@ class GaussianMap:
             quats = torch.zeros(n, 4, device=dev)
             quats[:, 0] = 1
         quats = quats.to(dev).float()
+        op = torch.as_tensor(opacity, dtype=torch.float64, device=dev).expand(n)
         new = {"means": means.to(dev).float(), "quats": quats, "scales": torch.log(scales.to(dev).float()),
-               "opacities": torch.full((n,), float(np.log(opacity / (1 - opacity))), device=dev),
-               "sh0": rgb_to_sh0(rgb.to(dev).float()),
-               "features": 0.01 * torch.randn(n, self.feature_dim, device=dev)}
+               "opacities": torch.log(op / (1 - op)).float(),
+               "sh0": rgb_to_sh0(rgb.to(dev).float()) if sh0 is None else sh0.to(dev).float(),
+               "features": (0.01 * torch.randn(n, self.feature_dim, device=dev) if features is None
+                            else features.to(dev).float())}
 
         def param_fn(name, p):
             return torch.nn.Parameter(torch.cat([p, new[name]]), requires_grad=p.requires_grad)
@@ -91,8 +95,9 @@ class GaussianMap:
 
         # gsplat's own mechanism for editing params together with Adam state.
         gs_ops._update_param_with_optimizer(param_fn, optimizer_fn, self.params, self.optimizers)
-        for k, v in self.state.items():   # new Gaussians start unlabelled (id 0, no votes)
-            self.state[k] = torch.cat([v, torch.zeros((n, *v.shape[1:]), dtype=v.dtype, device=dev)])
+        for k, v in self.state.items():   # new Gaussians start unlabelled (id 0, no votes) unless given
+            add = state[k].to(dev, v.dtype) if state and k in state else torch.zeros((n, *v.shape[1:]), dtype=v.dtype, device=dev)
+            self.state[k] = torch.cat([v, add])
 
     @torch.no_grad()
     def remove(self, mask: torch.Tensor):
@@ -136,7 +141,7 @@ class GaussianMap:
             self.feature_dim = int(arrays["features"].shape[1])
             self.params = torch.nn.ParameterDict({
                 "means": t("means"), "quats": t("quats"), "scales": torch.log(t("scales").clamp(min=1e-9)),
-                "opacities": torch.log(op / (1 - op)), "sh0": rgb_to_sh0(t("rgb")), "features": t("features")})
+                "opacities": torch.log(op / (1 - op)).float(), "sh0": rgb_to_sh0(t("rgb")), "features": t("features")})
             n = len(self)
             self.state["object_id"] = torch.as_tensor(arrays["object_id"], dtype=torch.int32, device=dev)
             self.state["confidence"] = t("confidence")

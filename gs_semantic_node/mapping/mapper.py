@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ..config import MapperConfig
 from ..types import Camera, Frame
+from .compaction import choose_voxel, merge_in_voxels
 from .gaussians import GaussianMap
 from .rasterizer import RenderOutput, make_rasterizer, quat_to_rotmat
 
@@ -82,6 +83,9 @@ class Mapper:
         torch.manual_seed(seed)
         self.last_keyframe_pose: np.ndarray | None = None
         self.frames_seen = 0
+        self.resolution = 0.0          # voxel the map was coarsened to under its cap (0: full detail)
+        if cfg.cap_policy not in ("merge", "evict"):
+            raise ValueError(f"mapper.cap_policy must be 'merge' or 'evict', not {cfg.cap_policy!r}")
 
     # ---------------------------------------------------------------- frames
     def prepare(self, frame: Frame) -> Keyframe:
@@ -164,6 +168,10 @@ class Mapper:
         if cfg.seed_surfels:
             quats, scales = self._surfels(kf, P, need, base)
         self.map.append(pts, kf.rgb[need], scales, opacity=0.9, quats=quats)
+        if self.resolution > 0:        # a coarsened map takes new surface at its own resolution
+            new = torch.zeros(len(self.map), dtype=torch.bool, device=self.device)
+            new[-pts.shape[0]:] = True
+            merge_in_voxels(self.map, self.resolution, new)
         return int(pts.shape[0])
 
     def _surfels(self, kf: Keyframe, P: torch.Tensor, need: torch.Tensor,
@@ -285,7 +293,7 @@ class Mapper:
         cover. Returns (removed, split)."""
         a = self.map.activated()
         size = a["scales"].max(-1).values
-        big = size > self.cfg.max_scale
+        big = size > max(self.cfg.max_scale, self.resolution)
         bad = (a["opacities"] < self.cfg.prune_opacity) | (size > self.cfg.prune_scale) | ~(size >= 0)
         bad |= ~torch.isfinite(a["means"]).all(-1)
         if not self.cfg.split_large:
@@ -297,14 +305,33 @@ class Mapper:
 
     @torch.no_grad()
     def enforce_cap(self) -> int:
-        n = len(self.map) - self.cfg.max_gaussians
-        if n <= 0:
+        """Bring the map under max_gaussians (mapper.cap_policy); returns how many Gaussians went."""
+        cfg = self.cfg
+        before = len(self.map)
+        if before <= cfg.max_gaussians:
             return 0
-        op = torch.sigmoid(self.map.params["opacities"])
+        if cfg.cap_policy == "merge":
+            # faint Gaussians add little to any view: they go first, as many as the cap needs; only
+            # when they do not suffice is the map coarsened (to the target, below the cap)
+            self._evict_faintest(before - cfg.max_gaussians, below=cfg.cap_evict_opacity)
+            if len(self.map) > cfg.max_gaussians:
+                target = max(1, int(cfg.cap_target * cfg.max_gaussians))
+                lo = self.resolution or float(torch.exp(self.map.params["scales"].detach()).max(-1).values.median())
+                voxel = choose_voxel(self.map.means.detach(), self.map.state["object_id"], target, lo)
+                merge_in_voxels(self.map, voxel)
+                self.resolution = max(self.resolution, voxel)
+        self._evict_faintest(len(self.map) - cfg.max_gaussians)     # the hard cap holds, whatever merging did
+        return before - len(self.map)
+
+    def _evict_faintest(self, n: int, below: float = 1.0) -> None:
+        """Remove the n least opaque Gaussians, or those of them fainter than `below`."""
+        if n <= 0:
+            return
+        op = torch.sigmoid(self.map.params["opacities"].detach())
+        victims = torch.argsort(op)[:n]
         drop = torch.zeros(len(self.map), dtype=torch.bool, device=self.device)
-        drop[torch.argsort(op)[:n]] = True
+        drop[victims[op[victims] < below]] = True
         self.map.remove(drop)
-        return n
 
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()

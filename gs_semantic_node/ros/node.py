@@ -212,6 +212,7 @@ class GsSemanticNode(Node):
         values = {
             "frames_accepted": self.validator.accepted, "queue": len(self.queue), "processing": int(self.processing),
             "keyframes": len(self.pipeline.mapper.keyframes), "gaussians": len(self.pipeline.mapper.map),
+            "map_resolution_m": round(self.pipeline.mapper.resolution, 4),    # > 0: coarsened under the cap
             "objects": len([o for o in snap.objects if not o.is_background]),
             "mapping_lag_s": round(max(0.0, self.last_input_stamp - self.last_processed_stamp), 3),
             "cpu_rss_mb": round(rss_mb, 1), "gpu_mem_mb": round(gpu, 1),
