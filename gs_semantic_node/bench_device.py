@@ -161,16 +161,33 @@ def _random_clip(model_name: str, dev: torch.device):
     return ClipEmbedder(model.eval(), pre, open_clip.get_tokenizer(model_name), device=str(dev))
 
 
+def _encoder_rows(rows, sam, model_type: str, frame, dev, repeats: int) -> None:
+    """SAM's image encoder alone, with stock and with fused attention (the generators run fused)."""
+    from .perception.sam import SamMaskGenerator
+    for attention in ("stock", "sdpa"):
+        enc = SamMaskGenerator(sam, str(dev), attention=attention)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=enc.bf16):
+            te, _ = timed(lambda: enc.predictor.set_image(frame.rgb), dev, repeats)
+        rows.append({"what": f"SAM {model_type} image encoder alone ({enc.bf16 and 'bf16' or 'fp32'}, "
+                             f"{attention} attention)", "ms": float(np.median(te))})
+
+
 def bench_perception(frame, sam_models: list[str], clip_model: str, device: str = "auto", repeats: int = 3,
-                     clip_masks: int = 40, stock: bool = True, stock_keep_all: bool = False, report=None
-                     ) -> list[dict]:
+                     clip_masks: int = 40, stock: bool = True, stock_keep_all: bool = False, report=None,
+                     encoder_only: bool = False) -> list[dict]:
     """Per keyframe: our SAM generator (device-side filtering + NMS, batched prompts) vs the stock
-    SamAutomaticMaskGenerator, and CLIP per mask, on one 640x480 frame."""
+    SamAutomaticMaskGenerator, and CLIP per mask, on one 640x480 frame (`encoder_only`: SAM's image
+    encoder rows alone, which a CPU runs in minutes)."""
     from segment_anything import SamAutomaticMaskGenerator
 
     from .perception.sam import SamMaskGenerator
+    from .perception.sam_attention import set_sam_attention
     dev = resolve_device(device)
     rows = _Rows(report, device_name(dev))
+    if encoder_only:
+        for mt in sam_models:
+            _encoder_rows(rows, _random_sam(mt).to(dev).eval(), mt, frame, dev, repeats)
+        return list(rows)
     H, W = frame.rgb.shape[:2]
     # what a running map projects into a keyframe: one box per object already known (GT instances)
     inst = frame.gt_instances
@@ -190,11 +207,7 @@ def bench_perception(frame, sam_models: list[str], clip_model: str, device: str 
         for mt in sam_models:
             sam = sams.setdefault(mt, _random_sam(mt).to(dev).eval())
             if sname == "default filters":
-                enc = SamMaskGenerator(sam, str(dev))
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=enc.bf16):
-                    te, _ = timed(lambda: enc.predictor.set_image(frame.rgb), dev, repeats)
-                rows.append({"what": f"SAM {mt} image encoder alone ({enc.bf16 and 'bf16' or 'fp32'})",
-                             "ms": float(np.median(te))})
+                _encoder_rows(rows, sam, mt, frame, dev, repeats)
             for pps in (32, 16):
                 gen = SamMaskGenerator(sam, str(dev), points_per_side=pps, pred_iou_thresh=iou_t,
                                        stability_thresh=stab_t, map_guided=False)
@@ -215,6 +228,7 @@ def bench_perception(frame, sam_models: list[str], clip_model: str, device: str 
                                          f"(one stand-in mask when none survive)",
                                  "filters": sname, "ms": float(np.median(tf)), "masks": len(masks)})
             if stock and (sname != "keep-all" or stock_keep_all):      # stock keep-all: over a minute per call
+                set_sam_attention(sam, "stock")
                 gen = SamAutomaticMaskGenerator(sam, points_per_side=32, pred_iou_thresh=iou_t,
                                                 stability_score_thresh=stab_t)
                 n = 1 if sname == "keep-all" else repeats       # the stock path is slow: few calls
@@ -411,7 +425,7 @@ def run(a) -> int:
     elif a.kind == "perception":
         frame = load_frames(scenes()[0])[0]
         rows = bench_perception(frame, a.sam_models.split(","), a.clip_model, a.device, a.repeats,
-                                stock_keep_all=a.stock_keep_all,
+                                stock_keep_all=a.stock_keep_all, encoder_only=a.encoder_only,
                                 report=lambda r: (out / "perception.json").write_text(json.dumps(r, indent=1)))
         cols = ["what", "filters", "ms", "masks", "ms_per_mask", "device"]
     elif a.kind == "lift":

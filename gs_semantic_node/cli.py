@@ -143,6 +143,8 @@ def main(argv=None):
     b.add_argument("--max-gaussians", type=int, default=None, help="mapping: mapper.max_gaussians override")
     b.add_argument("--cap-policy", choices=["evict", "merge"], default=None,
                    help="mapping: mapper.cap_policy override (what happens over max_gaussians)")
+    b.add_argument("--encoder-only", action="store_true", help="perception: SAM's image encoder alone, stock vs "
+                                                                "fused attention (minutes on a CPU)")
     b.add_argument("--stock-keep-all", action="store_true", help="perception: also time the stock generator with "
                                                                   "no filters (over a minute per call on an H100)")
     b.add_argument("--device", default="auto")

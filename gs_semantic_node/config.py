@@ -84,6 +84,7 @@ class PerceptionConfig:
     sam_nms_iou: float = 0.7
     sam_map_guided: bool = True
     sam_precision: str = "auto"        # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    sam_attention: str = "sdpa"        # sdpa (fused kernel, perception/sam_attention.py) | stock
     clip_model: str = "ViT-B-16"
     clip_pretrained: str = ""          # local checkpoint path or open_clip tag
     clip_scales: list = field(default_factory=lambda: [1.0, 1.5])

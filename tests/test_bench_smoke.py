@@ -37,6 +37,10 @@ def test_device_benches_run_on_cpu(tmp_path):
                  "--split-large", "0", *common]) == 0
     m = json.loads((tmp_path / "mapping.json").read_text())[0]
     assert m["frames"] + m["heldout_frames"] == 3 and m["frame_step"] == 2 and m["split_large"] is False
+    assert main(["bench", "mapping", "--width", "64", "--height", "48", "--iters", "2", "--max-gaussians", "300",
+                 "--cap-policy", "merge", *common]) == 0
+    m = json.loads((tmp_path / "mapping.json").read_text())[0]
+    assert m["cap_policy"] == "merge" and 0 < m["gaussians"] <= 300 and m["map_resolution_m"] > 0
     assert main(["bench", "lift", "--width", "64", "--height", "48", "--sizes", "3000", "--repeats", "1", *common]) == 0
     lift = json.loads((tmp_path / "lift.json").read_text())[0]
     assert lift["gaussians"] == 3000 and lift["trace_ms"] > 0 and lift["registry_update_ms"] > 0
@@ -55,6 +59,7 @@ def test_device_benches_run_on_cpu(tmp_path):
     kinds = {r["what"].split(" (")[0] for r in rows}
     assert {"SAM tiny ours", "SAM tiny stock SamAutomaticMaskGenerator", "SAM tiny image encoder alone"} <= kinds
     assert all(r["ms"] > 0 for r in rows)
+    assert sum("image encoder alone" in r["what"] for r in rows) == 2        # stock and fused attention
 
 
 def test_load_bench_queries_a_grown_map_through_the_node(tmp_path):

@@ -167,3 +167,37 @@ def test_sam_low_res_filtering_matches_the_stock_predictor():
     assert ours and ref[0].any()
     best = max(float((m.mask & ref[0]).sum() / max(1, (m.mask | ref[0]).sum())) for m in ours)
     assert best >= 0.9
+
+
+def test_fused_sam_attention_matches_the_stock_encoder():
+    """Windowed and global blocks with relative positions: the fused path gives the stock encoder's
+    output, and switching back restores the stock forward."""
+    from functools import partial
+
+    from segment_anything.modeling import ImageEncoderViT
+
+    from gs_semantic_node.perception.sam import SamMaskGenerator, tiny_sam
+    from gs_semantic_node.perception.sam_attention import set_sam_attention
+    torch.manual_seed(0)
+    enc = ImageEncoderViT(img_size=128, patch_size=16, embed_dim=32, depth=2, num_heads=2, out_chans=32,
+                          norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), use_rel_pos=True, window_size=3,
+                          global_attn_indexes=(1,)).eval()
+    for name, p in enc.named_parameters():
+        if "rel_pos" in name:
+            p.data.normal_()                                     # zero-initialised otherwise: no bias to get wrong
+    model = torch.nn.Module()
+    model.image_encoder = enc
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        stock = enc(x)
+        assert set_sam_attention(model, "sdpa") == 2
+        fused = enc(x)
+        set_sam_attention(model, "stock")
+        again = enc(x)
+    assert torch.allclose(fused, stock, atol=1e-4)
+    assert torch.equal(again, stock)
+    sam = tiny_sam(64)
+    SamMaskGenerator(sam, "cpu")
+    assert all("forward" in m.__dict__ for m in sam.image_encoder.modules() if type(m).__name__ == "Attention")
+    with pytest.raises(ValueError, match="sam_attention"):
+        SamMaskGenerator(sam, "cpu", attention="flash")

@@ -14,7 +14,8 @@ def make_mask_generator(cfg: PerceptionConfig):
         dev = str(resolve_device(cfg.device))
         return SamMaskGenerator(load_sam(cfg.sam_model_type, cfg.sam_checkpoint), dev, cfg.sam_points_per_side,
                                 cfg.sam_pred_iou_thresh, cfg.sam_stability_thresh, cfg.sam_nms_iou, cfg.sam_map_guided,
-                                min_pixels=cfg.min_mask_pixels, precision=cfg.sam_precision)
+                                min_pixels=cfg.min_mask_pixels, precision=cfg.sam_precision,
+                                attention=cfg.sam_attention)
     raise ValueError(f"unknown perception.masks {cfg.masks!r} (oracle | sam)")
 
 

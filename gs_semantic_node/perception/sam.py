@@ -9,6 +9,7 @@ import torch
 
 from ..types import Frame
 from .base import Mask
+from .sam_attention import set_sam_attention
 
 # SAM's three multimask outputs, from the smallest to the largest region
 MULTIMASK_LEVELS = ("subpart", "part", "object")
@@ -52,9 +53,10 @@ def tiny_sam(img_size: int = 64, seed: int = 0):
 class SamMaskGenerator:
     def __init__(self, model, device: str = "cpu", points_per_side: int = 16, pred_iou_thresh: float = 0.8,
                  stability_thresh: float = 0.9, nms_iou: float = 0.7, map_guided: bool = True,
-                 batch: int | None = None, min_pixels: int = 20, precision: str = "auto"):
+                 batch: int | None = None, min_pixels: int = 20, precision: str = "auto", attention: str = "sdpa"):
         from segment_anything import SamPredictor
         self.device = torch.device(device)
+        set_sam_attention(model, attention)
         self.predictor = SamPredictor(model.to(self.device))
         self.pps, self.iou_t, self.stab_t, self.nms_iou = points_per_side, pred_iou_thresh, stability_thresh, nms_iou
         # prompts per decoder call: the decoder repeats the image embedding per prompt (memory),
