@@ -21,13 +21,11 @@ from .rasterizer import quat_to_rotmat
 SPREAD = 1.5
 
 
-def rotmat_to_quat(R: torch.Tensor) -> torch.Tensor:
+def rotmat_to_quat(m: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) proper rotations -> (..., 4) wxyz unit quaternions (w >= 0)."""
-    m = R
-    t = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
     # four candidate |components| from the diagonal; the largest gives a well-conditioned division
-    c = torch.stack([1 + t, 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
-                     1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], 1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1)
+    d0, d1, d2 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
+    c = torch.stack([1 + d0 + d1 + d2, 1 + d0 - d1 - d2, 1 - d0 + d1 - d2, 1 - d0 - d1 + d2], -1)
     k = c.argmax(-1, keepdim=True)
     s = 2 * c.gather(-1, k).clamp(min=1e-12).sqrt()[..., 0]
     d21, d02, d10 = m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]
@@ -85,19 +83,15 @@ def merge_in_voxels(gmap: GaussianMap, voxel: float, rows: torch.Tensor | None =
 
 
 @torch.no_grad()
-def merge_groups(gmap: GaussianMap, idx: torch.Tensor, inverse: torch.Tensor,
-                 also_remove: torch.Tensor | None = None) -> None:
-    """Replace the Gaussians `idx` by one per group (`inverse`: group of each), and remove
-    `also_remove` (a bool mask).
+def merge_groups(gmap: GaussianMap, idx: torch.Tensor, inverse: torch.Tensor) -> None:
+    """Replace the Gaussians `idx` by one per group (`inverse`: the group of each).
 
     The merged Gaussian matches the group's first two moments (the spread widened by SPREAD), each
     member weighted by its opacity x footprint area, so a tiling of small discs on a plane becomes
-    one disc in that plane. Colour, features and confidence are weighted means; votes add up, since tracing later
-    gives the merged Gaussian the weight of all the pixels its members covered."""
+    one disc in that plane. Colour, features and confidence are weighted means; votes add up,
+    since tracing later gives the merged Gaussian the weight of all the pixels its members covered."""
     n = len(gmap)
-    drop = torch.zeros(n, dtype=torch.bool, device=gmap.device) if also_remove is None else also_remove.clone()
     if idx.numel() == 0:
-        gmap.remove(drop)
         return
     G = int(inverse.max()) + 1
     a = gmap.activated()
@@ -108,7 +102,8 @@ def merge_groups(gmap: GaussianMap, idx: torch.Tensor, inverse: torch.Tensor,
 
     def wmean(x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(x.shape[0], -1)
-        out = torch.zeros(G, flat.shape[1], device=x.device, dtype=flat.dtype).index_add_(0, inverse, flat * wn[:, None])
+        out = torch.zeros(G, flat.shape[1], device=x.device, dtype=flat.dtype)
+        out.index_add_(0, inverse, flat * wn[:, None])
         return out.reshape(G, *x.shape[1:])
 
     mu = wmean(mu_i)
@@ -130,6 +125,7 @@ def merge_groups(gmap: GaussianMap, idx: torch.Tensor, inverse: torch.Tensor,
     features = wmean(gmap.params["features"][idx])
     sh0 = wmean(gmap.params["sh0"][idx])
 
+    drop = torch.zeros(n, dtype=torch.bool, device=gmap.device)
     drop[idx] = True
     gmap.remove(drop)
     gmap.append(mu, torch.zeros_like(mu), scales, quats=quats, opacity=opacity, features=features, sh0=sh0, state=state)

@@ -96,7 +96,8 @@ class GaussianMap:
         # gsplat's own mechanism for editing params together with Adam state.
         gs_ops._update_param_with_optimizer(param_fn, optimizer_fn, self.params, self.optimizers)
         for k, v in self.state.items():   # new Gaussians start unlabelled (id 0, no votes) unless given
-            add = state[k].to(dev, v.dtype) if state and k in state else torch.zeros((n, *v.shape[1:]), dtype=v.dtype, device=dev)
+            add = (state[k].to(dev, v.dtype) if state and k in state
+                   else torch.zeros((n, *v.shape[1:]), dtype=v.dtype, device=dev))
             self.state[k] = torch.cat([v, add])
 
     @torch.no_grad()
@@ -141,7 +142,7 @@ class GaussianMap:
             self.feature_dim = int(arrays["features"].shape[1])
             self.params = torch.nn.ParameterDict({
                 "means": t("means"), "quats": t("quats"), "scales": torch.log(t("scales").clamp(min=1e-9)),
-                "opacities": torch.log(op / (1 - op)).float(), "sh0": rgb_to_sh0(t("rgb")), "features": t("features")})
+                "opacities": torch.log(op / (1 - op)), "sh0": rgb_to_sh0(t("rgb")), "features": t("features")})
             n = len(self)
             self.state["object_id"] = torch.as_tensor(arrays["object_id"], dtype=torch.int32, device=dev)
             self.state["confidence"] = t("confidence")
