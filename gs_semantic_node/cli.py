@@ -83,6 +83,7 @@ def cmd_bench(a):
 
 
 def main(argv=None):
+    from .config import CAP_POLICIES
     ap = argparse.ArgumentParser(prog="gs-semantic", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("sim", help="render a seeded tabletop sequence to an MCAP bag + GT")
@@ -141,7 +142,7 @@ def main(argv=None):
                    help="mapping: split (1) or prune (0) Gaussians larger than mapper.max_scale")
     b.add_argument("--frame-step", type=int, default=1, help="mapping: integrate/hold out every k-th frame of the bag")
     b.add_argument("--max-gaussians", type=int, default=None, help="mapping: mapper.max_gaussians override")
-    b.add_argument("--cap-policy", choices=["evict", "merge"], default=None,
+    b.add_argument("--cap-policy", choices=CAP_POLICIES, default=None,
                    help="mapping: mapper.cap_policy override (what happens over max_gaussians)")
     b.add_argument("--encoder-only", action="store_true", help="perception: SAM's image encoder alone, stock vs "
                                                                 "fused attention (minutes on a CPU)")

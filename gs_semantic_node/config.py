@@ -15,6 +15,7 @@ DEFAULT_VOCABULARY = [
     "plant", "towel", "sponge", "table", "floor", "wall",
 ]
 STUFF_CLASSES = ["table", "floor", "wall"]
+CAP_POLICIES = ("evict", "merge")       # MapperConfig.cap_policy
 
 
 @dataclass

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import MapperConfig
+from ..config import CAP_POLICIES, MapperConfig
 from ..types import Camera, Frame
 from .compaction import choose_voxel, merge_in_voxels
 from .gaussians import GaussianMap
@@ -84,8 +84,8 @@ class Mapper:
         self.last_keyframe_pose: np.ndarray | None = None
         self.frames_seen = 0
         self.resolution = 0.0          # voxel the map was coarsened to under its cap (0: full detail)
-        if cfg.cap_policy not in ("merge", "evict"):
-            raise ValueError(f"mapper.cap_policy must be 'merge' or 'evict', not {cfg.cap_policy!r}")
+        if cfg.cap_policy not in CAP_POLICIES:
+            raise ValueError(f"mapper.cap_policy must be one of {CAP_POLICIES}, not {cfg.cap_policy!r}")
 
     # ---------------------------------------------------------------- frames
     def prepare(self, frame: Frame) -> Keyframe:

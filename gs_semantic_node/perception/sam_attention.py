@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 
 
-def _rel_pos_bias(q: torch.Tensor, attn, H: int, W: int) -> torch.Tensor:
-    """(B*heads, H*W, H*W) additive bias: segment_anything's decomposed relative positions."""
+def _rel_pos_bias(q: torch.Tensor, block, H: int, W: int) -> torch.Tensor:
+    """(B*heads, H*W, H*W) additive bias: segment_anything's decomposed relative positions of `block`."""
     from segment_anything.modeling.image_encoder import get_rel_pos
-    Rh = get_rel_pos(H, H, attn.rel_pos_h)
-    Rw = get_rel_pos(W, W, attn.rel_pos_w)
+    Rh = get_rel_pos(H, H, block.rel_pos_h)
+    Rw = get_rel_pos(W, W, block.rel_pos_w)
     Bh, _, dim = q.shape
     r_q = q.reshape(Bh, H, W, dim)
     rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, Rh.to(q.dtype))
