@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .config import Config
+from .offline import offline_pipeline
 from .semantics.boxes import box_iou, clean_points, fit_box
 from .semantics.metrics import evaluate, gt_labels
 from .sim.generate import SimConfig, generate, load_gt
@@ -33,13 +34,24 @@ THRESHOLDS = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
 SIM_GRID = [round(0.4 + 0.025 * i, 3) for i in range(21)]
 
 
+class GaussianLanguage:
+    """Per-Gaussian language sums (the threshold baseline's features), kept in the map's state so
+    densify/prune carry them: a LiftObserver of the pipeline."""
+
+    def on_lift(self, mapper, kf, W: torch.Tensor, emb: np.ndarray) -> None:
+        st = mapper.map.state
+        E = torch.as_tensor(emb, dtype=torch.float32, device=W.device)
+        if "language" not in st:
+            st["language"] = torch.zeros(W.shape[0], E.shape[1], device=W.device)
+        st["language"] += W[:, 1:] @ E
+
+
 def quality_one(seed: int, frames: int, root: Path) -> dict:
-    from .cli import offline_pipeline
     d = _scene(seed, frames, root)
     gt = load_gt(d)
     cfg = Config()
     cfg.mapper.iters_per_keyframe = 4
-    p = offline_pipeline(d, cfg, progress=False, keep_language=True)
+    p, _, _ = offline_pipeline(d, cfg, progress=False, observers=[GaussianLanguage()])
     snap = p.snapshot
     ev = evaluate(snap.arrays, snap.objects, gt)
     real = [o for o in gt["objects"] if not o["is_background"]]
@@ -175,24 +187,22 @@ def run_bench(a) -> int:
         print("map metrics:", json.dumps(res["map_metrics"]))
         return 0
     if a.kind == "load":
-        from .cli import ROOT
         from .ros.load_test import run_load
         d = _scene(int(a.seeds.split(",")[0]), a.frames, out)
-        res = run_load(out, d, str(ROOT / "config" / "tabletop_demo.yaml"), a.threads, a.per_thread,
+        res = run_load(out, d, str(Path(__file__).resolve().parents[1] / "config" / "tabletop_demo.yaml"), a.threads, a.per_thread,
                        a.service_depth, a.map_gaussians, a.clip_model or "text_proxy", a.fresh_text,
                        not a.no_replay)
         return 0 if res["failures"] == 0 else 1
     # speed
-    from .cli import offline_pipeline
     d = _scene(int(a.seeds.split(",")[0]), a.frames, out)
     from .bench_device import device_name, heldout_summary, peak_gb, peak_reset
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     peak_reset(dev)
     t0 = time.monotonic()
-    p = offline_pipeline(d, Config(), progress=False, held_out_every=5)
+    p, held, _ = offline_pipeline(d, Config(), progress=False, held_out_every=5)
     wall = time.monotonic() - t0
-    n_fed = a.frames - len(p.held_out)
-    ev = [p.mapper.evaluate(f) for f in p.held_out]
+    n_fed = a.frames - len(held)
+    ev = [p.mapper.evaluate(f) for f in held]
     lat = []
     for i in range(200):
         t = time.perf_counter()

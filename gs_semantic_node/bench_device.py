@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cli import is_held_out
+from .offline import is_held_out
 from .config import DEFAULT_VOCABULARY, MapperConfig, QueryConfig, SemanticsConfig
 from .mapping.mapper import Mapper, backproject, resolve_device
 from .perception.base import Mask, l2n
@@ -60,15 +60,16 @@ def peak_gb(dev) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
 
 
-def load_frames(sim_dir: Path) -> list:
+def load_frames(sim_dir: Path, topics=None) -> list:
+    """Frames of a bag folder (or a folder holding `bag/`), topics from a NodeConfig."""
     from .io.bags import read_frames
-    return list(read_frames(Path(sim_dir) / "bag"))
+    return list(read_frames(sim_dir, topics))
 
 
 # ------------------------------------------------------------------ mapping
 def bench_mapping(sim_dirs: list[Path], width: int, height: int, iters: int, held_out_every: int = 5,
                   device: str = "auto", backend: str = "auto", seed_stride: int = 2, overrides: dict | None = None,
-                  frame_step: int = 1) -> list[dict]:
+                  frame_step: int = 1, topics=None) -> list[dict]:
     """Mapper alone on simulator bags: frames integrated per second, held-out PSNR / depth L1, and
     how far the Gaussians sit from the true surfaces (what boxes are fitted to).
 
@@ -77,10 +78,12 @@ def bench_mapping(sim_dirs: list[Path], width: int, height: int, iters: int, hel
     kept frame."""
     rows = []
     for d in sim_dirs:
-        frames = load_frames(d)[::max(1, frame_step)]
+        frames = load_frames(d, topics)[::max(1, frame_step)]
         is_held = [is_held_out(i, held_out_every) for i in range(len(frames))]
         held = [f for f, h in zip(frames, is_held) if h]          # never integrated: novel views
         train = [f for f, h in zip(frames, is_held) if not h]
+        if not train:
+            raise ValueError(f"{d}: no frame to map (the bag's topics are read as node.* names them: --params)")
         cfg = MapperConfig(width=width, height=height, iters_per_keyframe=iters, device=device, backend=backend,
                            seed_stride=seed_stride)
         for k, v in (overrides or {}).items():
@@ -406,8 +409,9 @@ def run(a) -> int:
     a.clip_model = a.clip_model or "ViT-B-16"
     if a.kind == "mapping":
         flag = lambda v: None if v is None else bool(v)  # noqa: E731
+        from .offline import load_config
         rows = bench_mapping(scenes(), W, H, a.iters, device=a.device, seed_stride=a.seed_stride,
-                             frame_step=a.frame_step,
+                             frame_step=a.frame_step, topics=load_config(a.params, a.param).node,
                              overrides={k: v for k, v in (("lr_means", a.lr_means), ("lr_scales", a.lr_scales),
                                                           ("lambda_depth", a.lambda_depth),
                                                           ("lambda_center_depth", a.lambda_center_depth),

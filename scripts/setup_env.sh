@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent set-up: venv + exact pins + our package (editable) + the interface package.
+# Idempotent set-up: system packages + venv + exact pins + our package (editable) + the interface package.
 # Each step re-runs only when its inputs changed (stamp files hold their hashes).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -7,6 +7,7 @@ VENV=${VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3.11}
 cd "$ROOT"
 command -v "$PYTHON" >/dev/null || PYTHON=python3
+PYTHON="$PYTHON" scripts/system_deps.sh || exit 1      # system libraries first (apt-get as root)
 [ -x "$VENV/bin/python" ] || { echo "[setup] creating venv $VENV"; "$PYTHON" -m venv "$VENV"; }
 stamp() { cat "$@" | sha256sum | cut -c1-16; }
 deps=$(stamp requirements.lock pyproject.toml)

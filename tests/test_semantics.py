@@ -311,12 +311,12 @@ def test_table_top_offset_says_how_far_the_map_sank():
 
 @pytest.mark.slow
 def test_pipeline_on_a_simulated_scene(small_sim, tmp_path):
-    from gs_semantic_node.cli import offline_pipeline
+    from gs_semantic_node.offline import offline_pipeline
     from gs_semantic_node.semantics.metrics import evaluate
     from gs_semantic_node.sim.generate import load_gt
     cfg = Config()
     cfg.mapper.iters_per_keyframe = 3
-    p = offline_pipeline(small_sim, cfg, progress=False)
+    p, _, _ = offline_pipeline(small_sim, cfg, progress=False)
     refreshes = len(p.timings["refresh_ms"])
     ev = evaluate(p.snapshot.arrays, p.snapshot.objects, load_gt(small_sim))
     ids = p.snapshot.arrays["object_id"]

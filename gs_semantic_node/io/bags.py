@@ -1,7 +1,9 @@
-"""ROS 2 bags through rosbags (MCAP or sqlite3): write the node's input topics, read them back
-as Frames, and register our own .msg/.srv types from the repository's msg/ folder."""
+"""ROS 2 bags through rosbags (MCAP or sqlite3): write the node's input topics, read any robot's
+recording back as Frames (topics from the node's parameters), and register our own .msg/.srv
+types from the repository's msg/ folder."""
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 from typing import Iterator
 
@@ -9,18 +11,12 @@ import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from ..config import POSE_TYPES, NodeConfig
 from ..types import Camera, Frame
-from .imageconv import decode_image, depth_to_metres, encode_image
-from .validate import camera_from_info, pose_matrix, stamp_seconds
+from .assembler import FrameAssembler
+from .imageconv import encode_compressed, encode_image
 
 MSG_DIR = Path(__file__).resolve().parents[2] / "msg"
-TOPICS = {
-    "rgb": ("/camera/color/image_raw", "sensor_msgs/msg/Image"),
-    "depth": ("/camera/depth/image_raw", "sensor_msgs/msg/Image"),
-    "info": ("/camera/color/camera_info", "sensor_msgs/msg/CameraInfo"),
-    "pose": ("/camera/pose", "geometry_msgs/msg/PoseStamped"),
-    "gt": ("/sim/instance_mask", "sensor_msgs/msg/Image"),
-}
 
 
 def typestore(with_ours: bool = True):
@@ -72,69 +68,177 @@ def pose_msg(ts, T_world_cam: np.ndarray, t: float, frame_id: str = "map"):
     return T["geometry_msgs/msg/PoseStamped"](header=header(ts, t, frame_id), pose=pose)
 
 
-class BagWriter:
-    """Writes frames as the topics a robot's RGB-D camera + localisation would publish."""
+def compressed_msg(ts, arr: np.ndarray, t: float, frame_id: str):
+    fmt, data = encode_compressed(arr)
+    return ts.types["sensor_msgs/msg/CompressedImage"](header=header(ts, t, frame_id), format=fmt,
+                                                       data=np.frombuffer(data, np.uint8))
 
-    def __init__(self, path: str | Path, storage: str = "mcap", camera_frame: str = "camera_color_optical_frame"):
+
+def odometry_msg(ts, T_world_cam: np.ndarray, t: float, frame_id: str, child: str):
+    T = ts.types
+    p = pose_msg(ts, T_world_cam, t, frame_id)
+    cov = T["geometry_msgs/msg/PoseWithCovariance"](pose=p.pose, covariance=np.zeros(36))
+    zero = T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0)
+    tw = T["geometry_msgs/msg/TwistWithCovariance"](twist=T["geometry_msgs/msg/Twist"](linear=zero, angular=zero),
+                                                    covariance=np.zeros(36))
+    return T["nav_msgs/msg/Odometry"](header=p.header, child_frame_id=child, pose=cov, twist=tw)
+
+
+def transform_msg(ts, T_world_cam: np.ndarray, t: float, frame_id: str, child: str):
+    T = ts.types
+    p = pose_msg(ts, T_world_cam, t, frame_id).pose
+    tr = T["geometry_msgs/msg/Transform"](translation=T["geometry_msgs/msg/Vector3"](
+        x=p.position.x, y=p.position.y, z=p.position.z), rotation=p.orientation)
+    return T["geometry_msgs/msg/TransformStamped"](header=header(ts, t, frame_id), child_frame_id=child, transform=tr)
+
+
+class BagError(ValueError):
+    """A bag that cannot be read as the node's input (missing topics, wrong types)."""
+
+
+class BagWriter:
+    """Writes frames as the topics a robot's RGB-D camera + localisation publish: names from a
+    NodeConfig (the node's `node.*` parameters), colour raw or as image_transport's `<topic>/compressed`,
+    depth raw or `<topic>/compressedDepth`, poses as PoseStamped, Odometry or TransformStamped. A topic
+    is only added to the bag when something is written on it."""
+
+    def __init__(self, path: str | Path, storage: str = "mcap", camera_frame: str = "camera_color_optical_frame",
+                 topics: NodeConfig | None = None, compressed: bool = False, compressed_depth: bool = False,
+                 pose_type: str = "pose"):
         self.ts = typestore(with_ours=False)
+        if storage not in ("mcap", "sqlite3"):
+            raise ValueError(f"bag storage must be mcap or sqlite3, not {storage!r}")
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
         self.writer = Writer(Path(path), version=9, storage_plugin=plugin)
         self.camera_frame = camera_frame
+        n = topics or NodeConfig()
+        if pose_type not in POSE_TYPES:
+            raise ValueError(f"pose_type must be one of {sorted(POSE_TYPES)}")
+        self.compressed, self.compressed_depth, self.pose_type = compressed, compressed_depth, pose_type
+        self.map_frame = n.map_frame
+        self.topics = {
+            "rgb": (n.rgb_topic + "/compressed", "sensor_msgs/msg/CompressedImage") if compressed
+            else (n.rgb_topic, "sensor_msgs/msg/Image"),
+            "depth": (n.depth_topic + "/compressedDepth", "sensor_msgs/msg/CompressedImage") if compressed_depth
+            else (n.depth_topic, "sensor_msgs/msg/Image"),
+            "info": (n.camera_info_topic, "sensor_msgs/msg/CameraInfo"),
+            "pose": (n.pose_topic, POSE_TYPES[pose_type]),
+            "gt": (n.gt_instances_topic, "sensor_msgs/msg/Image"),
+        }
         self.conns = {}
 
     def __enter__(self):
         self.writer.open()
-        for key, (topic, mtype) in TOPICS.items():
-            self.conns[key] = self.writer.add_connection(topic, mtype, typestore=self.ts)
         return self
 
     def __exit__(self, *exc):
         self.writer.close()
 
     def _write(self, key, msg, t):
-        self.writer.write(self.conns[key], int(round(t * 1e9)), self.ts.serialize_cdr(msg, TOPICS[key][1]))
+        if key not in self.conns:
+            topic, mtype = self.topics[key]
+            self.conns[key] = self.writer.add_connection(topic, mtype, typestore=self.ts)
+        self.writer.write(self.conns[key], int(round(t * 1e9)), self.ts.serialize_cdr(msg, self.topics[key][1]))
+
+    def write_rgb(self, rgb: np.ndarray, t: float):
+        cf = self.camera_frame
+        self._write("rgb", compressed_msg(self.ts, rgb, t, cf) if self.compressed else
+                    image_msg(self.ts, rgb, "rgb8", t, cf), t)
+
+    def write_depth(self, depth_m: np.ndarray, t: float, encoding: str = "16UC1"):
+        cf = self.camera_frame
+        mm = np.clip(np.round(depth_m * 1000.0), 0, 65535).astype(np.uint16)
+        if self.compressed_depth:
+            self._write("depth", compressed_msg(self.ts, mm, t, cf), t)
+        else:
+            self._write("depth", image_msg(self.ts, mm if encoding == "16UC1" else depth_m.astype(np.float32),
+                                           encoding, t, cf), t)
+
+    def write_info(self, cam: Camera, t: float):
+        self._write("info", camera_info_msg(self.ts, cam, t, self.camera_frame), t)
+
+    def write_pose(self, T_world_cam: np.ndarray, t: float):
+        make = {"pose": lambda: pose_msg(self.ts, T_world_cam, t, self.map_frame),
+                "odometry": lambda: odometry_msg(self.ts, T_world_cam, t, self.map_frame, self.camera_frame),
+                "transform": lambda: transform_msg(self.ts, T_world_cam, t, self.map_frame, self.camera_frame)}
+        self._write("pose", make[self.pose_type](), t)
+
+    def write_gt(self, instances: np.ndarray, t: float):
+        self._write("gt", image_msg(self.ts, instances.astype(np.uint16), "16UC1", t, self.camera_frame), t)
 
     def write_frame(self, frame: Frame, pose: np.ndarray | None = None, depth_encoding: str = "16UC1"):
-        t, cf = frame.stamp, self.camera_frame
-        self._write("rgb", image_msg(self.ts, frame.rgb, "rgb8", t, cf), t)
-        d = frame.depth
-        dd = np.clip(np.round(d * 1000.0), 0, 65535).astype(np.uint16) if depth_encoding == "16UC1" else d.astype(np.float32)
-        self._write("depth", image_msg(self.ts, dd, depth_encoding, t, cf), t)
-        self._write("info", camera_info_msg(self.ts, frame.camera, t, cf), t)
-        self._write("pose", pose_msg(self.ts, frame.T_world_cam if pose is None else pose, t), t)
+        t = frame.stamp
+        self.write_rgb(frame.rgb, t)
+        self.write_depth(frame.depth, t, depth_encoding)
+        self.write_info(frame.camera, t)
+        self.write_pose(frame.T_world_cam if pose is None else pose, t)
         if frame.gt_instances is not None:
-            self._write("gt", image_msg(self.ts, frame.gt_instances.astype(np.uint16), "16UC1", t, cf), t)
+            self.write_gt(frame.gt_instances, t)
 
 
-def read_frames(path: str | Path) -> Iterator[Frame]:
-    """Frames from a bag written by BagWriter (messages grouped by identical stamps)."""
+def bag_path(path: str | Path) -> Path:
+    """A bag folder, or a folder holding one as `bag/` (the simulator's and the importers' layout)."""
+    p = Path(path)
+    if (p / "bag" / "metadata.yaml").is_file() or ((p / "bag").is_dir() and not (p / "metadata.yaml").is_file()):
+        return p / "bag"
+    return p
+
+
+def input_connections(connections, cfg: NodeConfig, with_gt: bool | None = None) -> dict[str, list]:
+    """The bag's connections for each input the node reads, found by the node's topic parameters (colour
+    also as `<rgb_topic>/compressed`, depth as `<depth_topic>/compressedDepth`). BagError names what is
+    missing and what the bag holds."""
+    by_topic = collections.defaultdict(list)
+    for c in connections:
+        by_topic[c.topic].append(c)
+    have = ", ".join(f"{t} [{cs[0].msgtype}]" for t, cs in sorted(by_topic.items())) or "nothing"
+    want = {
+        "rgb": [(cfg.rgb_topic, "sensor_msgs/msg/Image"), (cfg.rgb_topic + "/compressed", "sensor_msgs/msg/CompressedImage")],
+        "depth": [(cfg.depth_topic, "sensor_msgs/msg/Image"),
+                  (cfg.depth_topic + "/compressedDepth", "sensor_msgs/msg/CompressedImage")],
+        "info": [(cfg.camera_info_topic, "sensor_msgs/msg/CameraInfo")],
+        "pose": [(cfg.pose_topic, t) for t in POSE_TYPES.values()],
+        "gt": [(cfg.gt_instances_topic, "sensor_msgs/msg/Image")],
+    }
+    if cfg.rgb_transport == "compressed":
+        want["rgb"].reverse()
+    if cfg.depth_transport == "compressedDepth":
+        want["depth"].reverse()
+    out = {}
+    for key, options in want.items():
+        for topic, mtype in options:
+            cs = [c for c in by_topic.get(topic, []) if c.msgtype == mtype]
+            if cs:
+                out[key] = cs
+                break
+        else:
+            if key == "gt" and not with_gt:
+                continue
+            names = " or ".join(f"{t} [{m}]" for t, m in options) if key != "pose" else \
+                f"{cfg.pose_topic} [{' | '.join(POSE_TYPES.values())}]"
+            hint = "; oracle perception needs the simulator's instance masks" if key == "gt" else ""
+            param = {"info": "camera_info_topic", "gt": "gt_instances_topic"}.get(key, f"{key}_topic")
+            raise BagError(f"bag has no {key} topic {names}{hint} (set node.{param} with --params FILE or "
+                           f"-p node.{param}:=TOPIC); it holds: {have}")
+    return out
+
+
+def read_frames(path: str | Path, cfg: NodeConfig | None = None, with_gt: bool | None = None,
+                faults: collections.Counter | None = None) -> Iterator[Frame]:
+    """Frames of a ROS 2 bag (MCAP or sqlite3), assembled exactly as the node assembles them
+    (io.assembler.FrameAssembler). `with_gt`: read the simulator's instance masks (None: when the bag
+    has them). Skipped inputs are counted by reason in `faults`."""
+    cfg = cfg or NodeConfig()
     ts = typestore(with_ours=False)
-    pending: dict[float, dict] = {}
-    topic_key = {v[0]: k for k, v in TOPICS.items()}
-    index = 0
-    with Reader(Path(path)) as reader:
-        conns = [c for c in reader.connections if c.topic in topic_key]
-        for conn, _, raw in reader.messages(connections=conns):
-            msg = ts.deserialize_cdr(raw, conn.msgtype)
-            t = stamp_seconds(msg.header)
-            slot = pending.setdefault(t, {})
-            slot[topic_key[conn.topic]] = msg
-            if all(k in slot for k in ("rgb", "depth", "info", "pose")) and ("gt" in slot or "gt" not in
-                                                                              {topic_key[c.topic] for c in conns}):
-                del pending[t]
-                yield frame_from_msgs(slot, index)
-                index += 1
-
-
-def frame_from_msgs(slot: dict, index: int = -1, depth_unit: str = "auto") -> Frame:
-    rgb_m, d_m, info, pose = slot["rgb"], slot["depth"], slot["info"], slot["pose"]
-    rgb = decode_image(rgb_m.encoding, rgb_m.height, rgb_m.width, rgb_m.step, rgb_m.is_bigendian, rgb_m.data)
-    d_raw = decode_image(d_m.encoding, d_m.height, d_m.width, d_m.step, d_m.is_bigendian, d_m.data)
-    depth = depth_to_metres(d_raw, d_m.encoding, depth_unit)
-    cam = camera_from_info(info)
-    gt = None
-    if "gt" in slot:
-        g = slot["gt"]
-        gt = decode_image(g.encoding, g.height, g.width, g.step, g.is_bigendian, g.data).astype(np.int32)
-    T = pose_matrix(pose.pose.position, pose.pose.orientation)
-    return Frame(rgb, depth, cam, T, stamp_seconds(rgb_m.header), index, gt)
+    counts = faults if faults is not None else collections.Counter()
+    with Reader(bag_path(path)) as reader:
+        conns = input_connections(reader.connections, cfg, with_gt)
+        gt = "gt" in conns and with_gt is not False
+        asm = FrameAssembler(cfg, with_gt=gt, on_fault=lambda e: counts.update([e.reason]))
+        key_of = {c.id: k for k, cs in conns.items() for c in cs if k != "gt" or gt}
+        add = {"rgb": lambda m: asm.add_image("rgb", m), "depth": lambda m: asm.add_image("depth", m),
+               "gt": lambda m: asm.add_image("gt", m), "info": asm.add_camera_info, "pose": asm.add_pose}
+        for conn, _, raw in reader.messages(connections=[c for cs in conns.values() for c in cs if c.id in key_of]):
+            key = key_of[conn.id]
+            yield from add[key](ts.deserialize_cdr(raw, conn.msgtype))
+        yield from asm.finish()

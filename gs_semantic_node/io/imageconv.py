@@ -84,6 +84,63 @@ def depth_to_metres(depth: np.ndarray, encoding: str, unit: str = "auto") -> np.
     return d
 
 
+# ---------------------------------------------------------------- CompressedImage
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _pil_decode(data: bytes, what: str):
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+        return img
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise ImageError("compressed", f"{what} does not decode: {e}") from e
+
+
+def decode_compressed(fmt: str, data) -> tuple[np.ndarray, str]:
+    """sensor_msgs/CompressedImage -> (array, encoding it stands for), the way image_transport writes it:
+    colour as JPEG/PNG (`format` "jpeg", "png", or "bgr8; jpeg compressed bgr8"; decoded to RGB), depth
+    as compressed_depth_image_transport's "16UC1; compressedDepth png" / "32FC1; compressedDepth png"
+    (a 12-byte header, absent in some versions, then a PNG; 32FC1 stores quantised inverse depth)."""
+    fmt = str(fmt or "").lower()
+    raw = bytes(data) if not isinstance(data, (bytes, bytearray)) else bytes(data)
+    if "compresseddepth" in fmt:
+        head, body = (b"", raw) if raw[:8] == PNG_MAGIC else (raw[:12], raw[12:])
+        arr = np.asarray(_pil_decode(body, "compressedDepth PNG"))
+        if fmt.startswith("32fc1"):
+            if len(head) < 12:
+                raise ImageError("compressed", "32FC1 compressedDepth without its quantisation header")
+            qa, qb = np.frombuffer(head[4:12], "<f4")
+            v = arr.astype(np.float32)
+            with np.errstate(divide="ignore"):
+                depth = np.where(v > 0, qa / (v - qb), 0.0).astype(np.float32)
+            return depth, "32FC1"
+        return arr.astype(np.uint16), "16UC1"
+    img = _pil_decode(raw, "compressed colour image")
+    if img.mode in ("I;16", "I;16B", "I"):
+        return np.asarray(img).astype(np.uint16), "16UC1"
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"))), "rgb8"
+
+
+def encode_compressed(arr: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> tuple[str, bytes]:
+    """(format, data) of a sensor_msgs/CompressedImage: rgb uint8 as jpeg/png; uint16 depth (mm) as
+    compressed_depth_image_transport's "16UC1; compressedDepth png" (12-byte header + PNG)."""
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    a = np.asarray(arr)
+    if a.dtype == np.uint16:
+        Image.fromarray(a).save(buf, format="PNG")
+        header = np.array([0], "<i4").tobytes() + np.zeros(2, "<f4").tobytes()
+        return "16UC1; compressedDepth png", header + buf.getvalue()
+    Image.fromarray(a.astype(np.uint8)).save(buf, format="JPEG" if fmt == "jpeg" else "PNG", quality=quality)
+    return f"rgb8; {fmt} compressed rgb8", buf.getvalue()
+
+
 # ---------------------------------------------------------------- PointCloud2
 PF_FLOAT32, PF_UINT32, PF_INT32 = 7, 6, 5
 

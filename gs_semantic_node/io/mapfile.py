@@ -28,6 +28,27 @@ class MapFileError(RuntimeError):
     pass
 
 
+def confined_path(map_dir: str | Path, name: str) -> Path:
+    """`name` inside `map_dir`, for paths that reach the node from outside (SaveMap / LoadMap over DDS).
+    Only relative names without '..' are taken, and the resolved path (symlinks followed) must stay
+    inside the resolved map_dir; anything else raises MapFileError."""
+    base = Path(map_dir).expanduser().resolve()
+    n = str(name).strip()
+    if not n:
+        raise MapFileError("empty map name")
+    p = Path(n)
+    if p.is_absolute() or n.startswith("~") or ".." in p.parts or "\0" in n:
+        raise MapFileError(f"map name {name!r} refused: give a name relative to node.map_dir ({base}), "
+                           "without '..'")
+    full = (base / p).resolve()
+    files = _paths(full)
+    for q in (full, *files, *(f.with_name(f.name + ".tmp") for f in files)):
+        q = q.resolve()
+        if q == base or base not in q.parents:
+            raise MapFileError(f"map name {name!r} refused: it leads outside node.map_dir ({base})")
+    return full
+
+
 def _paths(path: str | Path) -> tuple[Path, Path, Path]:
     p = Path(path)
     if p.suffix != ".ply":

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..config import NodeConfig
 from ..types import Camera, Frame
-from .imageconv import ImageError, decode_image, depth_to_metres
+from .imageconv import ImageError, decode_compressed, decode_image, depth_to_metres
 
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1")
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
@@ -40,6 +40,17 @@ def pose_matrix(position, orientation) -> np.ndarray:
     T[:3, :3] = Rotation.from_quat(q / n).as_matrix()
     T[:3, 3] = p
     return T
+
+
+def pose_from_msg(msg) -> np.ndarray:
+    """Camera pose (4x4, optical frame in the map frame) from geometry_msgs/PoseStamped,
+    nav_msgs/Odometry (or PoseWithCovarianceStamped) or geometry_msgs/TransformStamped."""
+    if hasattr(msg, "transform"):
+        return pose_matrix(msg.transform.translation, msg.transform.rotation)
+    pose = msg.pose
+    if hasattr(pose, "pose"):           # Odometry / PoseWithCovarianceStamped
+        pose = pose.pose
+    return pose_matrix(pose.position, pose.orientation)
 
 
 def camera_from_info(info) -> Camera:
@@ -72,7 +83,18 @@ class InputValidator:
             return True
         return False
 
-    def image(self, msg, allowed: tuple) -> np.ndarray:
+    def image(self, msg, allowed: tuple) -> tuple[np.ndarray, str]:
+        """(pixels, encoding) of a sensor_msgs/Image or CompressedImage."""
+        if not hasattr(msg, "encoding") and hasattr(msg, "format"):
+            try:
+                arr, enc = decode_compressed(msg.format, msg.data)
+            except ImageError as e:
+                raise InputFault(e.reason, str(e)) from e
+            if enc not in allowed:
+                raise InputFault("encoding", f"compressed {msg.format!r} decodes to {enc}, not one of {allowed}")
+            if arr.shape[0] * arr.shape[1] > self.cfg.max_image_pixels:
+                raise InputFault("image_too_large", f"{arr.shape[1]}x{arr.shape[0]} exceeds node.max_image_pixels")
+            return arr, enc
         enc = getattr(msg, "encoding", None)
         if enc not in allowed:
             raise InputFault("encoding", f"encoding {enc!r} not in {allowed}")
@@ -80,28 +102,31 @@ class InputValidator:
         if h * w > self.cfg.max_image_pixels:
             raise InputFault("image_too_large", f"{w}x{h} exceeds node.max_image_pixels={self.cfg.max_image_pixels}")
         try:
-            return decode_image(enc, h, w, msg.step, msg.is_bigendian, msg.data)
+            return decode_image(enc, h, w, msg.step, msg.is_bigendian, msg.data), enc
         except ImageError as e:
             raise InputFault(e.reason if e.reason != "encoding" else "encoding", str(e)) from e
 
-    def frame(self, rgb_msg, depth_msg, info_msg, pose_msg, gt_msg=None, index: int = -1) -> Frame:
-        """Validate one synchronised set; raises InputFault, updates nothing on failure."""
+    def frame(self, rgb_msg, depth_msg, info_msg, pose, gt_msg=None, index: int = -1) -> Frame:
+        """Validate one synchronised set (`pose`: a pose message or a 4x4 matrix already
+        interpolated to the image stamp); raises InputFault, updates nothing on failure."""
         if info_msg is None:
             raise InputFault("camera_info_missing", "no CameraInfo received yet")
         cam = camera_from_info(info_msg)
-        rgb = self.image(rgb_msg, COLOR_ENCODINGS)
+        rgb, _ = self.image(rgb_msg, COLOR_ENCODINGS)
         if rgb.ndim == 2:
             rgb = np.repeat(rgb[..., None], 3, axis=2)
-        draw = self.image(depth_msg, DEPTH_ENCODINGS)
+        draw, denc = self.image(depth_msg, DEPTH_ENCODINGS)
         if rgb.shape[:2] != draw.shape[:2]:
-            raise InputFault("size_mismatch", f"rgb {rgb.shape[:2]} vs depth {draw.shape[:2]}")
+            draw = resample_depth(draw, rgb.shape[:2])
         if (cam.height, cam.width) != rgb.shape[:2]:
             raise InputFault("camera_info_mismatch", f"camera_info {cam.width}x{cam.height} vs image "
                                                       f"{rgb.shape[1]}x{rgb.shape[0]}")
-        depth = depth_to_metres(draw, depth_msg.encoding, self.cfg.depth_unit)
+        depth = depth_to_metres(draw, denc, self.cfg.depth_unit)
         if float((depth > 0).mean()) < 0.01:
             raise InputFault("depth_invalid", "depth is NaN/inf/zero almost everywhere")
-        T = pose_matrix(pose_msg.pose.position, pose_msg.pose.orientation)
+        T = np.asarray(pose, dtype=np.float64) if isinstance(pose, np.ndarray) else pose_from_msg(pose)
+        if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+            raise InputFault("pose_nonfinite", "pose is not a finite 4x4 transform")
         stamp = stamp_seconds(rgb_msg.header)
         if not math.isfinite(stamp):
             raise InputFault("stamp_invalid", "non-finite stamp")
@@ -118,7 +143,7 @@ class InputValidator:
                                               f"(> node.max_speed={self.cfg.max_speed} m/s)")
         gt = None
         if gt_msg is not None:
-            g = self.image(gt_msg, DEPTH_ENCODINGS)
+            g, _ = self.image(gt_msg, DEPTH_ENCODINGS)
             gt = g.astype(np.int32) if g.shape == draw.shape else None
         if self.camera is not None and self.camera != cam:
             self.counts["camera_info_changed"] += 1     # accepted: intrinsics may change (zoom, re-calibration)
@@ -131,6 +156,19 @@ class InputValidator:
         """After a detected bag restart: accept the new time line."""
         self.last_stamp = None
         self.last_pose = None
+
+
+def resample_depth(depth: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Depth registered to colour but at another resolution, brought to the colour image's by nearest
+    neighbour (depth must not be blended across edges); refused when the aspect ratios differ (then it
+    is not the same field of view)."""
+    (h, w), (H, W) = depth.shape[:2], shape
+    if abs(w / h - W / H) > 0.01 * (W / H):
+        raise InputFault("size_mismatch", f"depth {w}x{h} and colour {W}x{H} differ in aspect ratio: depth must be "
+                                          "registered to the colour camera (e.g. RealSense aligned_depth_to_color)")
+    rows = np.minimum(((np.arange(H) + 0.5) * h / H).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(W) + 0.5) * w / W).astype(np.int64), w - 1)
+    return depth[rows[:, None], cols[None, :]]
 
 
 class ApproxSync:

@@ -6,7 +6,17 @@ from ..mapping.mapper import resolve_device
 from .oracle import OracleMaskGenerator, TextProxyEmbedder, noise_preset
 
 
+class NoMasks:
+    """perception.masks: none: the map's geometry only, no objects (a recording mapped where no SAM
+    checkpoint is at hand; queries then answer that the map holds no objects)."""
+
+    def generate(self, frame, prompts=None) -> list:
+        return []
+
+
 def make_mask_generator(cfg: PerceptionConfig):
+    if cfg.masks == "none":
+        return NoMasks()
     if cfg.masks == "oracle":
         return OracleMaskGenerator(noise_preset(cfg.oracle_preset), cfg.oracle_seed, cfg.min_mask_pixels)
     if cfg.masks == "sam":
@@ -16,7 +26,7 @@ def make_mask_generator(cfg: PerceptionConfig):
                                 cfg.sam_pred_iou_thresh, cfg.sam_stability_thresh, cfg.sam_nms_iou, cfg.sam_map_guided,
                                 min_pixels=cfg.min_mask_pixels, precision=cfg.sam_precision,
                                 attention=cfg.sam_attention)
-    raise ValueError(f"unknown perception.masks {cfg.masks!r} (oracle | sam)")
+    raise ValueError(f"unknown perception.masks {cfg.masks!r} (oracle | sam | none)")
 
 
 def make_embedder(cfg: PerceptionConfig):

@@ -7,11 +7,6 @@ object), saves the map through SaveMap and writes a report with pictures + resul
 from __future__ import annotations
 
 import json
-import os
-import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,35 +20,9 @@ from gs_semantic_msgs.srv import QueryObjects, SaveMap
 
 from ..types import OrientedBox
 from .convert import mapping_diagnostics
+from .process import NodeProcess, ros_env, use_ros_env
 
 INSTRUCTIONS = ["grab the mug", "pick up the bowl", "where is the apple?", "bring me the laptop"]
-
-
-def ros_env(domain: int | None = None) -> dict:
-    env = dict(os.environ)
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env.setdefault("ROS_DOMAIN_ID", str(domain if domain is not None else random.randint(100, 199)))
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
-
-
-def start_node(params: str, extra: list[str], env: dict, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "gs_semantic_node.ros.node", "--ros-args", "--params-file", params]
-    for e in extra:
-        cmd += ["-p", e]
-    return subprocess.Popen(cmd, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
-
-
-def stop_node(proc: subprocess.Popen, timeout: float = 5.0) -> float:
-    """SIGTERM and wait; returns seconds it took (kills after timeout)."""
-    t = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    return time.monotonic() - t
 
 
 class DemoClient(Node):
@@ -69,26 +38,26 @@ class DemoClient(Node):
         if d is not None:
             self.diag = d
 
-    def call(self, cli, req, timeout: float = 30.0):
+    def call(self, cli, req, timeout: float = 30.0, node: NodeProcess | None = None):
         fut = cli.call_async(req)
-        rclpy.spin_until_future_complete(self, fut, timeout_sec=timeout)
+        t_end = time.monotonic() + timeout
+        while not fut.done() and time.monotonic() < t_end:
+            if node is not None:
+                node.check()
+            rclpy.spin_until_future_complete(self, fut, timeout_sec=0.5)
         if not fut.done():
             raise TimeoutError(f"service {cli.srv_name} did not answer in {timeout}s")
         return fut.result()
 
-    def wait_idle(self, n_frames: int, timeout: float, bar=None) -> bool:
-        t_end = time.monotonic() + timeout
-        while time.monotonic() < t_end:
-            rclpy.spin_once(self, timeout_sec=0.5)
-            d = self.diag
-            if bar is not None and d and int(d.get("frames_processed", 0)) != bar.n:
-                bar.update(int(d.get("frames_processed", 0)) - bar.n)
-            done = int(d.get("frames_processed", 0)) + sum(int(v) for k, v in d.items() if k.startswith("skipped_"))
-            if d and done >= n_frames and d.get("queue") == "0" and d.get("processing") == "0" \
-                    and int(d.get("frames_processed", 0)) >= int(d.get("frames_accepted", 0)) \
-                    and d.get("published_version") == d.get("version"):
-                return True
-        return False
+    def idle(self, n_frames: int, bar=None) -> bool:
+        """The node has taken `n_frames` (mapped or skipped), mapped all it accepted and published it."""
+        d = self.diag
+        if bar is not None and d and int(d.get("frames_processed", 0)) != bar.n:
+            bar.update(int(d.get("frames_processed", 0)) - bar.n)
+        done = int(d.get("frames_processed", 0)) + sum(int(v) for k, v in d.items() if k.startswith("skipped_"))
+        return bool(d) and done >= n_frames and d.get("queue") == "0" and d.get("processing") == "0" \
+            and int(d.get("frames_processed", 0)) >= int(d.get("frames_accepted", 0)) \
+            and d.get("published_version") == d.get("version")
 
 
 def box_from_msg(o) -> OrientedBox:
@@ -112,7 +81,7 @@ def run_demo(out: Path, seed: int = 7, frames: int = 30, params: str = "", rate:
         generate(SimConfig(seed=seed, frames=frames), sim_dir)
     gt = load_gt(sim_dir)
     real = bool(sam_checkpoint or clip_checkpoint)
-    extra = [f"perception.gt_path:={sim_dir / 'gt.json'}", f"node.map_path:={out / 'map'}"]
+    extra = [f"perception.gt_path:={sim_dir / 'gt.json'}", f"node.map_dir:={out.resolve()}", "node.map_name:=map"]
     if sam_checkpoint:
         extra += ["perception.masks:=sam", f"perception.sam_checkpoint:={sam_checkpoint}", "perception.sam_model_type:=vit_h"]
     if clip_checkpoint:
@@ -121,25 +90,26 @@ def run_demo(out: Path, seed: int = 7, frames: int = 30, params: str = "", rate:
         "oracle perception (simulator GT masks degraded like SAM, realistic preset) + MiniLM text proxy"
     print(f"[demo] perception: {perception}")
     env = ros_env()
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
-    proc = start_node(params, extra, env, out / "node.log")
+    use_ros_env(env)
+    node = NodeProcess(params, extra, out / "node.log", env)
     rclpy.init()
     client = DemoClient()
     player = BagPlayer(sim_dir / "bag", rate)
     result: dict = {"perception": perception, "frames": frames, "ok": False}
     try:
-        if not client.query_cli.wait_for_service(timeout_sec=120.0):
-            raise RuntimeError(f"node did not come up; see {out / 'node.log'}")
+        node.wait_for_service(client.query_cli, timeout=120.0)
         print(f"[demo] node up ({time.monotonic() - t0:.1f}s); replaying the bag over loopback DDS at {rate}x")
         with tqdm(total=frames * 5, desc="replay (messages)", mininterval=2.0) as bar:
-            player.play(progress=lambda _: bar.update(1))
+            player.play(progress=lambda _: bar.update(1), stop=lambda: node.proc.poll() is not None)
+        node.check()
         with tqdm(total=frames, desc="mapping (frames)", mininterval=2.0) as bar:
-            idle = client.wait_idle(frames, timeout=600.0, bar=bar)
+            idle = node.wait_until(lambda: client.idle(frames, bar), 600.0,
+                                   lambda: rclpy.spin_once(client, timeout_sec=0.5))
         if not idle:
-            raise RuntimeError(f"node did not finish mapping in time; see {out / 'node.log'}")
+            raise RuntimeError(f"node did not finish mapping in time; the end of its log:\n{node.tail()}")
         answers = []
         for text in INSTRUCTIONS:
-            r = client.call(client.query_cli, QueryObjects.Request(instruction=text, max_results=3))
+            r = client.call(client.query_cli, QueryObjects.Request(instruction=text, max_results=3), node=node)
             target = r.target_phrase
             gts = [o for o in gt["objects"] if o["class"] in target or target in o["class"]]
             iou = 0.0
@@ -152,7 +122,7 @@ def run_demo(out: Path, seed: int = 7, frames: int = 30, params: str = "", rate:
                             "box": box_from_msg(r.objects[0]).to_dict() if r.found else None})
             print(f"[demo] {text!r:28} -> found={r.found} {answers[-1]['label']!r} "
                   f"conf={answers[-1]['confidence']:.2f} box IoU vs GT={iou:.2f}  ({r.message})")
-        saved = client.call(client.save_cli, SaveMap.Request(path=str(out / "map")), timeout=60)
+        saved = client.call(client.save_cli, SaveMap.Request(path="map"), timeout=60, node=node)
         d = client.diag
         mug = answers[0]
         result.update({"query": mug["query"], "found": mug["found"], "label": mug["label"],
@@ -165,7 +135,7 @@ def run_demo(out: Path, seed: int = 7, frames: int = 30, params: str = "", rate:
         client.destroy_node()
         player.destroy_node()
         rclpy.try_shutdown()
-        result["node_shutdown_s"] = round(stop_node(proc), 2)
+        result["node_shutdown_s"] = round(node.stop(), 2)
     result["wall_s"] = round(time.monotonic() - t0, 1)
     if result.get("map_saved"):
         from .report import write_report

@@ -27,8 +27,8 @@ from gs_semantic_msgs.srv import LoadMap, QueryObjects
 
 from ..config import Config, NodeConfig
 from .convert import mapping_diagnostics
-from .demo import ros_env, start_node, stop_node
 from .node import service_qos
+from .process import NodeProcess, ros_env, use_ros_env
 from .player import BagPlayer
 
 QUERIES = ["grab the mug", "pick up the bowl", "where is the apple?", "bring me the laptop", "", "the can next to the mug"]
@@ -81,12 +81,12 @@ def _node_overrides(text_encoder: str, out: Path) -> dict:
 
 def _scaled_map(out: Path, sim_dir: Path, params: str, overrides: dict, n: int) -> Path:
     from ..bench_device import grow_map
-    from ..cli import offline_pipeline
+    from ..offline import offline_pipeline
     cfg = Config.from_yaml(params)
     for k, v in overrides.items():
         cfg.set(k, v)
     print(f"[load] mapping {sim_dir.name} offline for the base map", flush=True)
-    base = offline_pipeline(sim_dir, cfg).save(out / "load_base_map")
+    base = offline_pipeline(sim_dir, cfg)[0].save(out / "load_base_map")
     dst = out / f"load_map_{n}"
     grow_map(base, dst, n)
     return dst
@@ -95,8 +95,6 @@ def _scaled_map(out: Path, sim_dir: Path, params: str, overrides: dict, n: int) 
 def run_load(out: Path, sim_dir: Path, params: str, threads: int = 4, per_thread: int = 2500,
              depth: int = NodeConfig.service_depth, map_gaussians: int = 0, text_encoder: str = "text_proxy",
              fresh_text: bool = False, mapping: bool = True) -> dict:
-    import os
-
     from ..bench_device import instructions
     out.mkdir(parents=True, exist_ok=True)
     overrides = _node_overrides(text_encoder, out)
@@ -105,10 +103,10 @@ def run_load(out: Path, sim_dir: Path, params: str, threads: int = 4, per_thread
     grown = _scaled_map(out, sim_dir, params, overrides, map_gaussians) if map_gaussians else None
     texts = instructions(threads * per_thread) if fresh_text else QUERIES
     env = ros_env()
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
+    use_ros_env(env)
     extra = [f"perception.gt_path:={sim_dir / 'gt.json'}", f"node.service_depth:={depth}",
-             *(f"{k}:={v}" for k, v in overrides.items())]
-    proc = start_node(params, extra, env, out / "load_node.log")
+             f"node.map_dir:={out.resolve()}", *(f"{k}:={v}" for k, v in overrides.items())]
+    node = NodeProcess(params, extra, out / "load_node.log", env)
     rclpy.init()
     found = [0] * threads
     loaded = ""
@@ -118,13 +116,12 @@ def run_load(out: Path, sim_dir: Path, params: str, threads: int = 4, per_thread
     try:
         probe = rclpy.create_node("load_probe")
         cli = probe.create_client(QueryObjects, "/gs_semantic/query_objects")
-        if not cli.wait_for_service(timeout_sec=120):
-            raise RuntimeError("node did not come up")
+        node.wait_for_service(cli, 120)
         if grown is not None:
             lm = probe.create_client(LoadMap, "/gs_semantic/load_map")
-            lm.wait_for_service(timeout_sec=30)
-            fut = lm.call_async(LoadMap.Request(path=str(grown)))
-            rclpy.spin_until_future_complete(probe, fut, timeout_sec=600)
+            node.wait_for_service(lm, 30)
+            fut = lm.call_async(LoadMap.Request(path=grown.name))
+            node.wait_until(fut.done, 600, lambda: rclpy.spin_until_future_complete(probe, fut, timeout_sec=0.5))
             if not fut.done() or not fut.result().success:
                 raise RuntimeError(f"LoadMap of the grown map failed: {fut.result() and fut.result().message}")
             loaded = fut.result().message
@@ -161,7 +158,9 @@ def run_load(out: Path, sim_dir: Path, params: str, threads: int = 4, per_thread
         for t in ts:
             t.start()
         for t in ts:
-            t.join()
+            while t.is_alive():
+                node.check()
+                t.join(timeout=0.5)
         wall = time.monotonic() - t0
         busy = monitor.summary(t0, t0 + wall)
         replay.join(timeout=60)
@@ -169,7 +168,7 @@ def run_load(out: Path, sim_dir: Path, params: str, threads: int = 4, per_thread
         monitor.stop()
     finally:
         rclpy.try_shutdown()
-        stop_node(proc)
+        node.stop()
     all_lat = np.concatenate([np.asarray(x) for x in lat]) if any(lat) else np.zeros(1)
     res = {"threads": threads, "service_depth": depth, "queries": threads * per_thread, "failures": int(sum(fails)), "failed_at": failed_at, "wall_s": round(wall, 1),
            "qps": round(threads * per_thread / wall, 1), "rtt_ms_p50": float(np.percentile(all_lat, 50)),

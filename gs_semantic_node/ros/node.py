@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import collections
 import os
+import sys
 import threading
 import time
-import traceback
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, TransformStamped
+from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
@@ -26,7 +27,10 @@ from gs_semantic_msgs.msg import ObjectArray
 from gs_semantic_msgs.srv import ListObjects, LoadMap, QueryObjects, SaveMap, SegmentAt
 
 from ..config import Config
-from ..io.validate import ApproxSync, InputFault, InputValidator, camera_from_info, pose_matrix, stamp_seconds
+from ..health import StageHealth, StartupError, preflight
+from ..io.assembler import FrameAssembler
+from ..io.mapfile import MapFileError, confined_path
+from ..io.validate import InputFault, camera_from_info, pose_matrix
 from ..pipeline import SemanticMappingPipeline
 from .convert import DIAG_NAME, cloud_msg, marker_array, object_msg
 
@@ -51,22 +55,26 @@ class GsSemanticNode(Node):
         self.cfg = Config()
         for name in defaults.flat():
             self.cfg.set(name, self.get_parameter(name).value)
-        nc = self.cfg.node
-        self.get_logger().info(f"perception: masks={self.cfg.perception.masks} embedder={self.cfg.perception.embedder}"
+        nc, pc = self.cfg.node, self.cfg.perception
+        preflight(self.cfg)                          # StartupError: main() exits with its one line
+        self.get_logger().info(f"perception: masks={pc.masks} embedder={pc.embedder}"
                                + (" (oracle perception: simulator GT masks + MiniLM text proxy)"
-                                  if self.cfg.perception.masks == "oracle" else ""))
-        self.pipeline = SemanticMappingPipeline(self.cfg)
+                                  if pc.masks == "oracle" else ""))
+        try:
+            self.pipeline = SemanticMappingPipeline(self.cfg)
+        except Exception as e:
+            raise StartupError(f"the pipeline cannot be built: {type(e).__name__}: {e}") from e
         self.get_logger().info(f"mapping backend: {self.pipeline.mapper.raster.name} on {self.pipeline.mapper.device}")
-        self.validator = InputValidator(nc)
-        self.needs_gt = self.cfg.perception.masks == "oracle" or self.cfg.perception.embedder == "text_proxy"
-        keys = ["rgb", "depth", "pose"] + (["gt"] if self.needs_gt else [])
-        self.sync = ApproxSync(keys, nc.sync_slop)
-        self.sync_lock = threading.Lock()
-        self.camera_info = None
-        self.queue: collections.deque = collections.deque(maxlen=max(1, nc.queue_size))
-        self.queue_cv = threading.Condition()
+        self.health = StageHealth(lambda m: self.get_logger().error(m))
         self.stats = collections.Counter()
         self.received = collections.Counter()
+        self._fault_log: dict[str, float] = {}
+        self.needs_gt = pc.masks == "oracle" or (pc.embedder == "text_proxy" and pc.masks != "none")
+        self.assembler = FrameAssembler(nc, with_gt=self.needs_gt, on_fault=self.fault)
+        self.sync_lock = threading.Lock()
+        self.queue: collections.deque = collections.deque(maxlen=max(1, nc.queue_size))
+        self.queue_cv = threading.Condition()
+        self.reset_requested = False                 # the worker clears the map (node.clear_on_time_jump)
         self.last_processed_stamp = 0.0
         self.last_input_stamp = 0.0
         self.processing = False
@@ -82,14 +90,10 @@ class GsSemanticNode(Node):
         # deep reader history: callbacks compete with the mapper for the GIL, KEEP_LAST would overwrite
         qos = QoSProfile(depth=max(50, 10 * nc.queue_size), history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.RELIABLE if nc.reliable_input else ReliabilityPolicy.BEST_EFFORT)
-        self.create_subscription(Image, nc.rgb_topic, lambda m: self.on_msg("rgb", m), qos, callback_group=sensors)
-        self.create_subscription(Image, nc.depth_topic, lambda m: self.on_msg("depth", m), qos, callback_group=sensors)
-        self.create_subscription(CameraInfo, nc.camera_info_topic, self.on_info, qos, callback_group=sensors)
-        self.create_subscription(PoseStamped, nc.pose_topic, lambda m: self.on_msg("pose", m), qos,
-                                 callback_group=sensors)
-        if self.needs_gt:
-            self.create_subscription(Image, nc.gt_instances_topic, lambda m: self.on_msg("gt", m), qos,
-                                     callback_group=sensors)
+        for key, (msg_type, topic) in self.input_topics().items():
+            cb = self.on_info if key == "info" else self.on_pose if key == "pose" else \
+                (lambda m, k=key: self.on_image(k, m))
+            self.create_subscription(msg_type, topic, cb, qos, callback_group=sensors)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                              reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
         self.pub_objects = self.create_publisher(ObjectArray, "~/objects", latched)
@@ -111,48 +115,58 @@ class GsSemanticNode(Node):
         self.publish(force=True)
         self.get_logger().info("gs_semantic ready")
 
+    def input_topics(self) -> dict:
+        """key -> (message type, topic) the node subscribes, from the node.* parameters."""
+        nc = self.cfg.node
+        pose_types = {"pose": PoseStamped, "odometry": Odometry, "transform": TransformStamped}
+        if nc.pose_type not in pose_types:
+            raise StartupError(f"node.pose_type must be one of {sorted(pose_types)}, not {nc.pose_type!r}")
+        if nc.rgb_transport not in ("raw", "compressed") or nc.depth_transport not in ("raw", "compressedDepth"):
+            raise StartupError("node.rgb_transport is raw | compressed, node.depth_transport raw | compressedDepth")
+        out = {"rgb": (CompressedImage, nc.rgb_topic + "/compressed") if nc.rgb_transport == "compressed"
+               else (Image, nc.rgb_topic),
+               "depth": (CompressedImage, nc.depth_topic + "/compressedDepth")
+               if nc.depth_transport == "compressedDepth" else (Image, nc.depth_topic),
+               "info": (CameraInfo, nc.camera_info_topic), "pose": (pose_types[nc.pose_type], nc.pose_topic)}
+        if self.needs_gt:
+            out["gt"] = (Image, nc.gt_instances_topic)
+        return out
+
     # ------------------------------------------------------------ input
-    def fault(self, reason: str, detail: str):
-        self.stats[f"skipped_{reason}"] += 1
-        if self.validator.should_log(reason):
-            self.get_logger().warning(f"skipping input ({reason}): {detail} "
-                                      f"[{self.stats[f'skipped_{reason}']} so far]")
+    def fault(self, e: InputFault):
+        """A skipped input: counted by reason, one log line per reason at most every 10 s."""
+        self.stats[f"skipped_{e.reason}"] += 1
+        now = time.monotonic()
+        if now - self._fault_log.get(e.reason, -1e9) >= 10.0:
+            self._fault_log[e.reason] = now
+            self.get_logger().warning(f"skipping input ({e.reason}): {e} [{self.stats[f'skipped_{e.reason}']} so far]")
+
+    def _feed(self, key: str, add, msg):
+        self.received[key] += 1
+        with self.health.guard("input"):
+            with self.sync_lock:
+                jumps = self.assembler.time_jumps
+                frames = add(msg)
+                jumped = self.assembler.time_jumps != jumps
+            if jumped and self.cfg.node.clear_on_time_jump:
+                self.get_logger().warning("time jumped back: the map will be cleared (node.clear_on_time_jump)")
+                self.reset_requested = True
+            for frame in frames:
+                self.last_input_stamp = frame.stamp
+                with self.queue_cv:
+                    if len(self.queue) == self.queue.maxlen:
+                        self.stats["dropped_queue_full"] += 1
+                    self.queue.append(frame)
+                    self.queue_cv.notify()
+
+    def on_image(self, key: str, msg):
+        self._feed(key, lambda m: self.assembler.add_image(key, m), msg)
 
     def on_info(self, msg: CameraInfo):
-        self.received["camera_info"] += 1
-        try:
-            camera_from_info(msg)
-            self.camera_info = msg
-        except InputFault as e:
-            self.fault(e.reason, str(e))
+        self._feed("camera_info", self.assembler.add_camera_info, msg)
 
-    def on_msg(self, key: str, msg):
-        self.received[key] += 1
-        try:
-            st = stamp_seconds(msg.header)
-            with self.sync_lock:
-                got = self.sync.add(key, st, msg)
-            if got is None:
-                return
-            self.last_input_stamp = st
-            try:
-                frame = self.validator.frame(got["rgb"], got["depth"], self.camera_info, got["pose"], got.get("gt"),
-                                             index=self.validator.accepted)
-            except InputFault as e:
-                if e.reason == "stamp_backwards":       # a bag restarted / the clock jumped back
-                    self.validator.reset_time()
-                    if self.cfg.node.clear_on_time_jump:
-                        self.get_logger().warning("time jumped back: clearing the map (node.clear_on_time_jump)")
-                        self.pipeline = SemanticMappingPipeline(self.cfg, self.pipeline.masks, self.pipeline.embedder)
-                self.fault(e.reason, str(e))
-                return
-            with self.queue_cv:
-                if len(self.queue) == self.queue.maxlen:
-                    self.stats["dropped_queue_full"] += 1
-                self.queue.append(frame)
-                self.queue_cv.notify()
-        except Exception as e:  # never let one odd message take the node down
-            self.fault("internal", f"{type(e).__name__}: {e}")
+    def on_pose(self, msg):
+        self._feed("pose", self.assembler.add_pose, msg)
 
     def work(self):
         while self.running:
@@ -164,14 +178,16 @@ class GsSemanticNode(Node):
                 frame = self.queue.popleft()
                 self.processing = True
             try:
-                if self.pipeline.process(frame):
-                    self.stats["keyframes"] += 1
-                    self.version += 1
-                self.stats["frames_processed"] += 1
-                self.last_processed_stamp = frame.stamp
-            except Exception as e:
-                self.stats["mapping_errors"] += 1
-                self.get_logger().error(f"mapping failed on frame {frame.index}: {e}\n{traceback.format_exc(limit=3)}")
+                with self.health.guard("mapping"):
+                    if self.reset_requested:
+                        self.reset_requested = False
+                        self.pipeline = SemanticMappingPipeline(self.cfg, self.pipeline.masks, self.pipeline.embedder)
+                        self.version += 1
+                    if self.pipeline.process(frame):
+                        self.stats["keyframes"] += 1
+                        self.version += 1
+                    self.stats["frames_processed"] += 1
+                    self.last_processed_stamp = frame.stamp
             finally:
                 self.processing = False
 
@@ -180,63 +196,90 @@ class GsSemanticNode(Node):
         return Header(stamp=self.get_clock().now().to_msg(), frame_id=self.cfg.node.map_frame)
 
     def publish(self, force: bool = False):
-        if not force and self.version == self.published_version:
-            return
-        if self.version != self.published_version:
-            self.pipeline.finish()      # fold keyframes not yet refreshed into labels and boxes
-        self.published_version = self.version
-        snap = self.pipeline.snapshot
-        h = self.header()
-        objs = [o for o in snap.objects]
-        self.pub_objects.publish(ObjectArray(header=h, objects=[object_msg(o) for o in objs]))
-        self.pub_markers.publish(marker_array(objs, h))
-        if snap.arrays:
-            vocab = {c: i for i, c in enumerate(self.cfg.semantics.vocabulary)}
-            cls = {o.id: vocab.get(o.label, len(vocab)) for o in objs}
-            self.pub_cloud.publish(cloud_msg(snap.arrays, cls, h))
+        with self.health.guard("publish"):
+            if not force and self.version == self.published_version:
+                return
+            version = self.version
+            if version != self.published_version:
+                self.pipeline.finish()      # fold keyframes not yet refreshed into labels and boxes
+            snap = self.pipeline.snapshot
+            h = self.header()
+            objs = list(snap.objects)
+            self.pub_objects.publish(ObjectArray(header=h, objects=[object_msg(o) for o in objs]))
+            self.pub_markers.publish(marker_array(objs, h))
+            if snap.arrays:
+                vocab = {c: i for i, c in enumerate(self.cfg.semantics.vocabulary)}
+                cls = {o.id: vocab.get(o.label, len(vocab)) for o in objs}
+                self.pub_cloud.publish(cloud_msg(snap.arrays, cls, h))
+            self.published_version = version     # only once published: a failed publish is tried again
 
-    def publish_diagnostics(self):
-        try:
-            import resource
-            rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-        except Exception:
-            rss_mb = float("nan")
+    def diagnostics_values(self) -> dict:
+        import resource
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         snap = self.pipeline.snapshot
         gpu = 0.0
-        try:
-            import torch
-            if torch.cuda.is_available():
-                gpu = torch.cuda.memory_allocated() / 2 ** 20
-        except Exception:
-            pass
+        import torch
+        if torch.cuda.is_available():
+            gpu = torch.cuda.memory_allocated() / 2 ** 20
         values = {
-            "frames_accepted": self.validator.accepted, "queue": len(self.queue), "processing": int(self.processing),
+            "frames_accepted": self.assembler.validator.accepted, "queue": len(self.queue),
+            "processing": int(self.processing),
             "keyframes": len(self.pipeline.mapper.keyframes), "gaussians": len(self.pipeline.mapper.map),
             "map_resolution_m": round(self.pipeline.mapper.resolution, 4),    # > 0: coarsened under the cap
             "objects": len([o for o in snap.objects if not o.is_background]),
             "mapping_lag_s": round(max(0.0, self.last_input_stamp - self.last_processed_stamp), 3),
             "cpu_rss_mb": round(rss_mb, 1), "gpu_mem_mb": round(gpu, 1),
             "uptime_s": round(time.monotonic() - self.t0, 1), "published_version": self.published_version,
-            "version": self.version,
+            "version": self.version, "failing_stages": ",".join(sorted(self.health.failing)),
         }
         for k, v in self.received.items():
             values[f"received_{k}"] = v
         values.update(self.stats)
-        values.update({f"skipped_{k}": v for k, v in self.validator.counts.items()})
-        skipped = sum(v for k, v in values.items() if k.startswith("skipped_"))
-        st = DiagnosticStatus(level=DiagnosticStatus.WARN if skipped else DiagnosticStatus.OK,
-                              name=DIAG_NAME, hardware_id="gs_semantic",
-                              message=f"{values['keyframes']} keyframes, {values['objects']} objects, {skipped} skipped")
-        st.values = [KeyValue(key=k, value=str(v)) for k, v in sorted(values.items())]
-        self.pub_diag.publish(DiagnosticArray(header=self.header(), status=[st]))
+        values.update({f"skipped_{k}": v for k, v in self.assembler.validator.counts.items()})
+        values.update({f"errors_{k}": v for k, v in self.health.errors.items()})
+        return values
+
+    def publish_diagnostics(self):
+        with self.health.guard("diagnostics"):
+            values = self.diagnostics_values()
+            skipped = sum(v for k, v in values.items() if k.startswith("skipped_"))
+            failing = dict(self.health.failing)
+            if failing:
+                level = DiagnosticStatus.ERROR
+                message = "ERROR in " + "; ".join(f"{k}: {v}" for k, v in sorted(failing.items()))
+            else:
+                level = DiagnosticStatus.WARN if skipped else DiagnosticStatus.OK
+                message = f"{values['keyframes']} keyframes, {values['objects']} objects, {skipped} skipped"
+            st = DiagnosticStatus(level=level, name=DIAG_NAME, hardware_id="gs_semantic", message=message[:500])
+            st.values = [KeyValue(key=k, value=str(v)) for k, v in sorted(values.items())]
+            self.pub_diag.publish(DiagnosticArray(header=self.header(), status=[st]))
 
     # ------------------------------------------------------------ services
-    def srv_query(self, req, res):
+    def _serve(self, stage: str, fn, req, res, fail):
+        """Run a service body; an exception becomes a failure response (`fail(res, text)`), counted."""
+        self.stats[f"calls_{stage}"] += 1
         try:
-            r = self.pipeline.query(req.instruction, int(req.max_results))
+            out = fn(req, res)
         except Exception as e:
-            res.found, res.message = False, f"query failed: {type(e).__name__}: {e}"
+            self.health.record(stage, e)
+            fail(res, f"{stage} failed: {type(e).__name__}: {e}")
             return res
+        self.health.ok(stage)
+        return out
+
+    @staticmethod
+    def _not_found(res, text):
+        res.found, res.message = False, text
+
+    @staticmethod
+    def _unsuccessful(res, text):
+        res.success, res.message = False, text
+
+    def srv_query(self, req, res):
+        return self._serve("query", self._query, req, res, self._not_found)
+
+    def _query(self, req, res):
+        r = self.pipeline.query(req.instruction, int(req.max_results))
         snap = self.pipeline.snapshot
         res.found = bool(r.found)
         res.target_phrase = r.parsed.target if r.parsed else ""
@@ -248,8 +291,11 @@ class GsSemanticNode(Node):
         return res
 
     def srv_segment(self, req, res):
+        return self._serve("segment_at", self._segment, req, res, self._not_found)
+
+    def _segment(self, req, res):
+        snap = self.pipeline.snapshot
         try:
-            snap = self.pipeline.snapshot
             if req.use_latest_keyframe:
                 if snap.latest_keyframe is None:
                     res.found, res.message = False, "no keyframe yet"
@@ -259,53 +305,60 @@ class GsSemanticNode(Node):
                 cam = camera_from_info(req.camera_info)
                 p = req.camera_pose
                 T = pose_matrix(p.position, p.orientation)
-            if not (0 <= req.u < cam.width and 0 <= req.v < cam.height):
-                res.found, res.message = False, f"pixel ({req.u},{req.v}) outside {cam.width}x{cam.height}"
-                return res
-            ids = self.pipeline.render_object_ids(cam, T)
-            oid = int(ids[req.v, req.u])
-            match = [o for o in snap.objects if o.id == oid]
-            if oid < 0 or not match:
-                res.found, res.message = False, "no object at that pixel"
-                return res
-            res.found, res.object, res.message = True, object_msg(match[0]), f"{match[0].label} #{oid}"
         except InputFault as e:
             res.found, res.message = False, f"bad view: {e}"
-        except Exception as e:
-            res.found, res.message = False, f"segment_at failed: {type(e).__name__}: {e}"
+            return res
+        if not (0 <= req.u < cam.width and 0 <= req.v < cam.height):
+            res.found, res.message = False, f"pixel ({req.u},{req.v}) outside {cam.width}x{cam.height}"
+            return res
+        ids = self.pipeline.render_object_ids(cam, T)
+        oid = int(ids[req.v, req.u])
+        match = [o for o in snap.objects if o.id == oid]
+        if oid < 0 or not match:
+            res.found, res.message = False, "no object at that pixel"
+            return res
+        res.found, res.object, res.message = True, object_msg(match[0]), f"{match[0].label} #{oid}"
         return res
 
     def srv_list(self, req, res):
-        objs = self.pipeline.objects(include_background=bool(req.include_background))
-        res.objects = [object_msg(o) for o in objs]
-        res.message = f"{len(objs)} objects" if objs else "the map is empty"
-        return res
+        def body(req, res):
+            objs = self.pipeline.objects(include_background=bool(req.include_background))
+            res.objects = [object_msg(o) for o in objs]
+            res.message = f"{len(objs)} objects" if objs else "the map is empty"
+            return res
+        return self._serve("list_objects", body, req, res, lambda r, t: setattr(r, "message", t))
 
-    def _path(self, p: str) -> str:
-        return p or self.cfg.node.map_path
+    def map_file(self, name: str):
+        """A SaveMap / LoadMap name inside node.map_dir (MapFileError for anything outside it)."""
+        return confined_path(self.cfg.node.map_dir, name or self.cfg.node.map_name)
 
     def srv_save(self, req, res):
-        try:
-            path = self.pipeline.save(self._path(req.path))
+        def body(req, res):
+            try:
+                path = self.map_file(req.path)
+            except MapFileError as e:
+                res.success, res.message = False, f"save refused: {e}"
+                return res
+            path = self.pipeline.save(path)
             res.success, res.message = True, f"saved {len(self.pipeline.mapper.map)} Gaussians to {path}"
-        except Exception as e:
-            res.success, res.message = False, f"save failed: {type(e).__name__}: {e}"
-        return res
+            return res
+        return self._serve("save_map", body, req, res, self._unsuccessful)
 
     def srv_load(self, req, res):
-        try:
-            self.pipeline.load(self._path(req.path))
+        def body(req, res):
+            try:
+                self.pipeline.load(self.map_file(req.path))
+            except Exception as e:      # a bad file is an answer, not a failing stage
+                res.success, res.message = False, f"load failed, current map kept: {type(e).__name__}: {e}"
+                return res
             self.version += 1
             res.success, res.message = True, f"loaded {len(self.pipeline.mapper.map)} Gaussians"
-        except Exception as e:
-            res.success, res.message = False, f"load failed, current map kept: {type(e).__name__}: {e}"
-        return res
+            return res
+        return self._serve("load_map", body, req, res, self._unsuccessful)
 
     def autosave(self):
-        try:
-            self.pipeline.save(self.cfg.node.map_path)
-        except Exception as e:
-            self.get_logger().error(f"autosave failed: {e}")
+        with self.health.guard("autosave"):
+            self.pipeline.save(self.map_file(""))
 
     def shutdown(self):
         self.running = False
@@ -319,8 +372,16 @@ def main(args=None):
     rclpy.init(args=args)
     node = None
     executor = MultiThreadedExecutor(num_threads=4)
+    code = 0
     try:
-        node = GsSemanticNode()
+        try:
+            node = GsSemanticNode()
+        except StartupError as e:
+            print(f"[gs_semantic] cannot start: {e}", file=sys.stderr, flush=True)
+            return 1
+        except Exception as e:
+            print(f"[gs_semantic] cannot start: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            return 1
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -331,7 +392,8 @@ def main(args=None):
             node.shutdown()
             node.destroy_node()
         rclpy.try_shutdown()
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,8 @@
 """Replay a ROS 2 bag (rosbags reader) into live topics over loopback DDS at a chosen rate.
 
-Messages are published as their recorded CDR bytes, so nothing is converted on the way."""
+The node's inputs are found in the bag by the node's own topic parameters (io.bags.input_connections:
+colour raw or `<topic>/compressed`, any pose type); messages are published as their recorded CDR
+bytes, so nothing is converted on the way."""
 from __future__ import annotations
 
 import time
@@ -11,7 +13,8 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import Reader
 
-from ..io.bags import TOPICS
+from ..config import NodeConfig
+from ..io.bags import bag_path, input_connections
 
 
 def _ros_type(msgtype: str):
@@ -21,10 +24,10 @@ def _ros_type(msgtype: str):
 
 
 class BagPlayer(Node):
-    def __init__(self, bag: str | Path, rate: float = 1.0, topics: list[str] | None = None):
+    def __init__(self, bag: str | Path, rate: float = 1.0, topics: NodeConfig | None = None):
         super().__init__("gs_semantic_player")
-        self.bag, self.rate = Path(bag), rate
-        self.topics = set(topics) if topics else {t for t, _ in TOPICS.values()}
+        self.bag, self.rate = bag_path(bag), rate
+        self.cfg = topics or NodeConfig()
         self.pubs = {}
         # reliable + deep history: a replay should lose nothing (subscribers pick their own QoS)
         self.qos = QoSProfile(depth=200, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
@@ -33,7 +36,7 @@ class BagPlayer(Node):
         """Publish every message at rate x the recorded timing; returns the number published."""
         n = 0
         with Reader(self.bag) as reader:
-            conns = [c for c in reader.connections if c.topic in self.topics]
+            conns = [c for cs in input_connections(reader.connections, self.cfg, with_gt=False).values() for c in cs]
             for c in conns:
                 if c.topic not in self.pubs:
                     self.pubs[c.topic] = self.create_publisher(_ros_type(c.msgtype), c.topic, self.qos)
@@ -54,11 +57,11 @@ class BagPlayer(Node):
         return n
 
 
-def play_bag(bag: str | Path, rate: float = 1.0, progress=None) -> int:
+def play_bag(bag: str | Path, rate: float = 1.0, progress=None, topics: NodeConfig | None = None) -> int:
     own = not rclpy.ok()
     if own:
         rclpy.init()
-    node = BagPlayer(bag, rate)
+    node = BagPlayer(bag, rate, topics)
     try:
         return node.play(progress)
     finally:
