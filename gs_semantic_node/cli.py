@@ -72,15 +72,12 @@ def cmd_demo(a):
     return 0 if res.get("ok") else 1
 
 
-DEVICE_BENCHES = ("mapping", "perception", "lift", "latency")
+BENCHES = ("quality", "speed", "mapping", "perception", "lift", "latency", "load")   # one module each in eval/
 
 
 def cmd_bench(a):
-    if a.kind in DEVICE_BENCHES:
-        from .bench_device import run
-        return run(a)
-    from .bench import run_bench
-    return run_bench(a)
+    import importlib
+    return importlib.import_module(f"{__package__}.eval.{a.kind}").run(a)
 
 
 def main(argv=None):
@@ -141,7 +138,7 @@ def main(argv=None):
     d.add_argument("--clip-checkpoint", default="", help="use real CLIP (ViT-B-16) instead of the text proxy")
     d.set_defaults(fn=cmd_demo)
     b = sub.add_parser("bench", help="quality / speed benchmarks (JSON + table)")
-    b.add_argument("kind", choices=["quality", "speed", "load", *DEVICE_BENCHES])
+    b.add_argument("kind", choices=BENCHES)
     b.add_argument("--seeds", default="101,102,103")
     b.add_argument("--tune-seeds", default="1,2")
     b.add_argument("--out", default="out/bench")

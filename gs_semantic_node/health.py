@@ -55,7 +55,7 @@ def preflight(cfg: Config) -> None:
     p = cfg.perception
     if p.masks == "sam":
         _checkpoint(f"SAM {p.sam_model_type}", p.sam_checkpoint, "perception.sam_checkpoint")
-    if p.embedder == "clip":
+    if p.embedder == "clip" and p.masks != "none":
         looks_like_path = "/" in p.clip_pretrained or p.clip_pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
         if not p.clip_pretrained or looks_like_path:
             _checkpoint(f"CLIP {p.clip_model}", p.clip_pretrained, "perception.clip_pretrained")

@@ -33,7 +33,7 @@ def needs_gt(cfg: Config) -> bool:
     return p.masks == "oracle" or (p.embedder == "text_proxy" and p.masks != "none")
 
 
-def offline_pipeline(bag_dir: str | Path, cfg: Config | None = None, progress: bool = True, held_out_every: int = 0,
+def offline_pipeline(bag_dir: str | Path, cfg: Config, progress: bool = True, held_out_every: int = 0,
                      observers: list | None = None):
     """Map a bag (a folder holding `bag/`, or the bag itself) -> (pipeline, held-out frames, skipped
     inputs by reason). Every `held_out_every`-th frame is kept from the mapper for novel-view scoring."""
@@ -41,7 +41,6 @@ def offline_pipeline(bag_dir: str | Path, cfg: Config | None = None, progress: b
 
     from .io.bags import read_frames
     from .pipeline import SemanticMappingPipeline
-    cfg = cfg or Config()
     gt_json = Path(bag_dir) / "gt.json"
     if needs_gt(cfg) and not cfg.perception.gt_path:
         if not gt_json.exists():

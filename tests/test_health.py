@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def ok_config(tmp_path) -> Config:
-    cfg = Config()
+    cfg = Config.preset("oracle_bench")
     (tmp_path / "gt.json").write_text("{}")
     cfg.perception.gt_path = str(tmp_path / "gt.json")
     cfg.node.map_dir = str(tmp_path / "maps")
@@ -30,9 +30,8 @@ def test_preflight_passes_a_complete_config(tmp_path):
 @pytest.mark.parametrize("change,words", [
     (lambda c: setattr(c.perception, "gt_path", "/nowhere/gt.json"), "oracle perception"),
     (lambda c: (setattr(c.perception, "masks", "sam"), setattr(c.perception, "sam_checkpoint", "/x/sam.pth")),
-     "SAM vit_b checkpoint not found at '/x/sam.pth'"),
-    (lambda c: (setattr(c.perception, "embedder", "clip"), setattr(c.perception, "masks", "none")),
-     "CLIP ViT-B-16 checkpoint not set"),
+     "SAM vit_h checkpoint not found at '/x/sam.pth'"),
+    (lambda c: setattr(c.perception, "embedder", "clip"), "CLIP ViT-B-16 checkpoint not set"),
     (lambda c: setattr(c.semantics, "vocabulary", []), "semantics.vocabulary"),
     (lambda c: setattr(c.mapper, "backend", "gsplat"), "gsplat"),
     (lambda c: setattr(c.node, "map_dir", "/proc/no/such"), "node.map_dir"),
@@ -100,3 +99,19 @@ def test_setup_check_passes_on_this_machine():
     """This machine ran set-up, so nothing is missing (what set-up installs is what the venv needs)."""
     r = run_system_check({"PYTHON": sys.executable})
     assert r.returncode == 0, r.stderr
+
+
+def test_typed_config_refuses_what_a_field_does_not_take_and_presets_match_their_yaml():
+    from gs_semantic_node.config import PRESETS, ConfigError
+    cfg = Config()
+    assert cfg.perception.masks == "sam" and cfg.perception.embedder == "clip"     # the code defaults: a robot
+    for name, value, words in (("mapper.cap_policy", "drop", "one of 'evict', 'merge'"), ("mapper.width", 1.5, "int"),
+                               ("node.pose_type", "tf", "one of"), ("mapper.device", "gpu", "cuda"),
+                               ("semantics.vocabulary", "mug", "list"), ("node.nope", 1, "unknown")):
+        with pytest.raises(ConfigError, match=words):
+            cfg.set(name, value)
+    cfg.set("mapper.lr_means", 1)                 # ROS hands an int for a float parameter
+    assert isinstance(cfg.mapper.lr_means, float)
+    demo = Config.from_yaml(ROOT / "config" / "tabletop_demo.yaml")
+    for k, v in PRESETS["oracle_bench"].items():  # the demo runs the oracle bench's preset
+        assert demo.flat()[k] == v, k

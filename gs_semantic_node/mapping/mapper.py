@@ -332,32 +332,3 @@ class Mapper:
         drop = torch.zeros(len(self.map), dtype=torch.bool, device=self.device)
         drop[victims[op[victims] < below]] = True
         self.map.remove(drop)
-
-    # ---------------------------------------------------------------- evaluation
-    @torch.no_grad()
-    def observed(self, kf: Keyframe) -> torch.Tensor:
-        """(H,W) pixels of a view whose surface some keyframe saw (in its frustum, its depth agreeing),
-        plus the pixels with no depth (nothing there to see). A held-out view also shows surface
-        no integrated frame saw; no map can render that, so fidelity is scored on the rest too."""
-        P = backproject(kf.depth, kf.camera, kf.T_world_cam).reshape(-1, 3)
-        seen = (kf.depth <= 0).reshape(-1)
-        for k in self.keyframes:
-            pc = P @ k.viewmat[:3, :3].T + k.viewmat[:3, 3]
-            d, ok = self._observed_depth(k, pc)
-            seen |= ok & ((pc[:, 2] - d).abs() < self.cfg.seed_depth_error * d)
-        return seen.reshape(kf.depth.shape)
-
-    @torch.no_grad()
-    def evaluate(self, frame: Frame) -> dict:
-        """PSNR and depth L1 of the map rendered at a (held-out) frame; `psnr_observed` over the
-        pixels the keyframes saw (Mapper.observed)."""
-        kf = self.prepare(frame)
-        out = self.render(kf, detach_geometry=True)
-        se = (out.colors.clamp(0, 1) - kf.rgb) ** 2
-        seen = self.observed(kf)
-        psnr = lambda mse: 10 * math.log10(1.0 / max(mse, 1e-10))  # noqa: E731
-        valid = (kf.depth > 0) & (out.alpha > 0.5)
-        dl1 = float((out.depth - kf.depth).abs()[valid].mean()) if bool(valid.any()) else float("nan")
-        return {"psnr": psnr(float(se.mean())), "psnr_observed": psnr(float(se[seen].mean())),
-                "unseen_fraction": 1.0 - float(seen.float().mean()), "depth_l1": dl1,
-                "coverage": float(((out.alpha > 0.5) & (kf.depth > 0)).sum() / max(1, int((kf.depth > 0).sum())))}

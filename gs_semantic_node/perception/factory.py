@@ -14,6 +14,19 @@ class NoMasks:
         return []
 
 
+class NoEmbedder:
+    """With perception.masks: none there is nothing to embed: no object ever reaches the text side
+    (queries answer that the map holds no objects before any text is encoded)."""
+
+    dim = 0
+
+    def embed_masks(self, frame, masks):
+        raise RuntimeError("perception.masks: none maps geometry only: there are no masks to embed")
+
+    def embed_text(self, texts):
+        raise RuntimeError("perception.masks: none maps geometry only: no text encoder is loaded")
+
+
 def make_mask_generator(cfg: PerceptionConfig):
     if cfg.masks == "none":
         return NoMasks()
@@ -30,6 +43,8 @@ def make_mask_generator(cfg: PerceptionConfig):
 
 
 def make_embedder(cfg: PerceptionConfig):
+    if cfg.masks == "none":
+        return NoEmbedder()
     if cfg.embedder == "text_proxy":
         kw = {"confusion": cfg.text_proxy_confusion, "seed": cfg.oracle_seed}
         return TextProxyEmbedder.from_gt(cfg.gt_path, **kw) if cfg.gt_path else TextProxyEmbedder(None, **kw)

@@ -4,16 +4,14 @@ from __future__ import annotations
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+from gs_semantic_msgs.msg import SemanticObject as SemanticObjectMsg
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from gs_semantic_msgs.msg import SemanticObject as SemanticObjectMsg
-
 from ..io.imageconv import CLOUD_FIELDS, build_cloud_data, pointcloud_fields
 from ..types import SemanticObject
-
 
 DIAG_NAME = "gs_semantic: mapping"      # the node's DiagnosticStatus name
 

@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from gs_semantic_msgs.srv import QueryObjects, SaveMap
 from rclpy.node import Node
 from tqdm import tqdm
-
-from gs_semantic_msgs.srv import QueryObjects, SaveMap
 
 from ..types import OrientedBox
 from .convert import mapping_diagnostics

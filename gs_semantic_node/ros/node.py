@@ -14,6 +14,8 @@ import time
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, TransformStamped
+from gs_semantic_msgs.msg import ObjectArray
+from gs_semantic_msgs.srv import ListObjects, LoadMap, QueryObjects, SaveMap, SegmentAt
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -22,9 +24,6 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
-
-from gs_semantic_msgs.msg import ObjectArray
-from gs_semantic_msgs.srv import ListObjects, LoadMap, QueryObjects, SaveMap, SegmentAt
 
 from ..config import Config
 from ..health import StageHealth, StartupError, preflight
@@ -79,7 +78,9 @@ class GsSemanticNode(Node):
         self.last_input_stamp = 0.0
         self.processing = False
         self.published_version = -1
-        self.version = 0
+        self.refreshed_version = 0                   # the version the snapshot shows (the worker refreshes)
+        self._last_refresh = 0.0
+        self.version = 0                             # bumped by every keyframe, reset and load
         self.running = True
         self.t0 = time.monotonic()
 
@@ -169,39 +170,52 @@ class GsSemanticNode(Node):
         self._feed("pose", self.assembler.add_pose, msg)
 
     def work(self):
+        """The one thread that changes the pipeline: frames in, and when none is waiting, the refresh
+        that folds new keyframes into labels and boxes (publishers only read its snapshot)."""
         while self.running:
             with self.queue_cv:
-                while self.running and not self.queue:
+                if self.running and not self.queue:
                     self.queue_cv.wait(timeout=0.2)
                 if not self.running:
                     return
-                frame = self.queue.popleft()
-                self.processing = True
+                frame = self.queue.popleft() if self.queue else None
+                self.processing = frame is not None or self.refreshed_version != self.version
             try:
-                with self.health.guard("mapping"):
-                    if self.reset_requested:
-                        self.reset_requested = False
-                        self.pipeline = SemanticMappingPipeline(self.cfg, self.pipeline.masks, self.pipeline.embedder)
-                        self.version += 1
-                    if self.pipeline.process(frame):
-                        self.stats["keyframes"] += 1
-                        self.version += 1
-                    self.stats["frames_processed"] += 1
-                    self.last_processed_stamp = frame.stamp
+                if frame is not None:
+                    with self.health.guard("mapping"):
+                        self._map(frame)
+                # refresh when idle, and at the publish period while frames keep coming
+                due = frame is None or time.monotonic() - self._last_refresh >= self.cfg.node.publish_period
+                if self.refreshed_version != self.version and due:
+                    with self.health.guard("refresh"):
+                        version = self.version
+                        self._last_refresh = time.monotonic()
+                        self.pipeline.finish()
+                        self.refreshed_version = version
             finally:
                 self.processing = False
+
+    def _map(self, frame):
+        if self.reset_requested:
+            self.reset_requested = False
+            self.pipeline = SemanticMappingPipeline(self.cfg, self.pipeline.masks, self.pipeline.embedder)
+            self.version += 1
+        if self.pipeline.process(frame):
+            self.stats["keyframes"] += 1
+            self.version += 1
+        self.stats["frames_processed"] += 1
+        self.last_processed_stamp = frame.stamp
 
     # ------------------------------------------------------------ outputs
     def header(self) -> Header:
         return Header(stamp=self.get_clock().now().to_msg(), frame_id=self.cfg.node.map_frame)
 
     def publish(self, force: bool = False):
+        """Publish the pipeline's latest snapshot when the worker has refreshed it since the last time."""
         with self.health.guard("publish"):
-            if not force and self.version == self.published_version:
+            version = self.refreshed_version
+            if not force and version == self.published_version:
                 return
-            version = self.version
-            if version != self.published_version:
-                self.pipeline.finish()      # fold keyframes not yet refreshed into labels and boxes
             snap = self.pipeline.snapshot
             h = self.header()
             objs = list(snap.objects)
@@ -230,7 +244,8 @@ class GsSemanticNode(Node):
             "mapping_lag_s": round(max(0.0, self.last_input_stamp - self.last_processed_stamp), 3),
             "cpu_rss_mb": round(rss_mb, 1), "gpu_mem_mb": round(gpu, 1),
             "uptime_s": round(time.monotonic() - self.t0, 1), "published_version": self.published_version,
-            "version": self.version, "failing_stages": ",".join(sorted(self.health.failing)),
+            "refreshed_version": self.refreshed_version, "version": self.version,
+            "failing_stages": ",".join(sorted(self.health.failing)),
         }
         for k, v in self.received.items():
             values[f"received_{k}"] = v

@@ -3,20 +3,12 @@ import pytest
 import torch
 
 from gs_semantic_node.config import MapperConfig
+from gs_semantic_node.eval.metrics import evaluate_view, observed
 from gs_semantic_node.io.mapfile import MapFileError, load_map, save_map
 from gs_semantic_node.mapping.mapper import Mapper, backproject
 from gs_semantic_node.mapping.rasterizer import TorchRasterizer, make_rasterizer, quat_to_rotmat
 from gs_semantic_node.types import Camera, Frame
-
-
-def plane_frame(x=0.0, d=1.5):
-    cam = Camera(60, 60, 39.5, 29.5, 80, 60)
-    rgb = np.zeros((60, 80, 3), np.uint8)
-    rgb[:, :40] = [200, 30, 30]
-    rgb[:, 40:] = [30, 200, 30]
-    T = np.eye(4)
-    T[0, 3] = x
-    return Frame(rgb, np.full((60, 80), d, np.float32), cam, T, 0.0, 0)
+from builders import plane_frame, tilted_frame
 
 
 def test_seeding_reproduces_the_depth_surface():
@@ -24,7 +16,7 @@ def test_seeding_reproduces_the_depth_surface():
     m.integrate(plane_frame(d=1.5))
     z = m.map.means.detach()[:, 2].numpy()
     assert len(z) == 40 * 30 and np.allclose(z, 1.5, atol=1e-5)
-    ev = m.evaluate(plane_frame(d=1.5))
+    ev = evaluate_view(m, plane_frame(d=1.5))
     assert ev["depth_l1"] < 0.01 and ev["coverage"] > 0.95 and ev["psnr"] > 20
 
 
@@ -48,17 +40,6 @@ def test_center_depth_term_pulls_centres_onto_the_observed_surface():
     m.center_depth_loss(kf).backward()
     g = m.map.params["means"].grad[:, 2]
     assert (g[1:] > 0).all() and g[0] == 0                       # descent moves them forward, not it
-
-
-def tilted_frame(k=1.2, d0=1.0, w=40, h=30):
-    """A textured plane z = d0 + k*y seen obliquely (camera frame = world frame)."""
-    cam = Camera(w * 0.75, w * 0.75, (w - 1) / 2, (h - 1) / 2, w, h)
-    v, u = np.mgrid[0:h, 0:w].astype(np.float32)
-    depth = d0 / (1 - k * (v - cam.cy) / cam.fy)
-    rgb = np.zeros((h, w, 3), np.uint8)
-    rgb[..., 0] = (u * 6).astype(np.uint8)
-    rgb[..., 1] = ((u // 4 + v // 4) % 2 * 200).astype(np.uint8)
-    return Frame(rgb, depth.astype(np.float32), cam, np.eye(4), 0.0, 0)
 
 
 def test_oblique_surfaces_do_not_sink_behind_the_observed_depth():
@@ -164,7 +145,7 @@ def test_oversized_gaussians_are_split_not_dropped(split):
         g.params["scales"][:] = np.log(0.08)       # a sparse map of big Gaussians that still covers the plane
         g.params["opacities"][:10] = -10.0           # ... and ten transparent ones
     g.state["object_id"] = torch.arange(n, dtype=torch.int32)
-    before = m.evaluate(plane_frame())["coverage"]
+    before = evaluate_view(m, plane_frame())["coverage"]
     assert before > 0.95
     removed, n_split = m.prune_and_split()
     if not split:                                   # pruning drops them all
@@ -176,7 +157,7 @@ def test_oversized_gaussians_are_split_not_dropped(split):
     assert torch.equal(g.state["object_id"].sort().values, torch.arange(10, n, dtype=torch.int32).repeat_interleave(2))
     assert torch.allclose(g.activated()["scales"], torch.full((len(g), 3), 0.08 / 1.6))
     assert bool((g.activated()["opacities"] > 0.5).all())
-    assert m.evaluate(plane_frame())["coverage"] > before - 0.05     # the surface stays covered
+    assert evaluate_view(m, plane_frame())["coverage"] > before - 0.05     # the surface stays covered
 
 
 def test_a_non_finite_gaussian_neither_crashes_nor_spreads():
@@ -237,16 +218,16 @@ def test_held_out_view_scores_the_surface_the_keyframes_saw():
     m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0))
     m.integrate(plane_frame(x=0.0, d=1.5))
     kf = m.prepare(plane_frame(x=0.5, d=1.5))
-    seen = m.observed(kf).numpy()
+    seen = observed(m, kf).numpy()
     assert seen[:, :59].all() and not seen[:, 61:].any()
-    ev = m.evaluate(plane_frame(x=0.0, d=1.5))
+    ev = evaluate_view(m, plane_frame(x=0.0, d=1.5))
     assert ev["unseen_fraction"] == 0.0 and ev["psnr_observed"] == ev["psnr"]
-    ev = m.evaluate(plane_frame(x=0.5, d=1.5))
+    ev = evaluate_view(m, plane_frame(x=0.5, d=1.5))
     assert abs(ev["unseen_fraction"] - 0.25) < 0.02
 
 
 def test_grown_map_keeps_every_object_in_place(tmp_path):
-    from gs_semantic_node.bench_device import grow_map
+    from gs_semantic_node.eval.fixtures import grow_map
     a = _arrays()
     recs = {1: {"views": [(3.0, np.ones(4, np.float32))], "n_masks": 7, "last_seen": 2.5}}
     save_map(tmp_path / "m", a, recs)

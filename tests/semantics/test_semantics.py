@@ -282,7 +282,7 @@ def test_box_sides_grow_where_the_surface_curves_not_on_flat_faces():
 
 
 def test_a_solid_of_revolution_is_scored_whatever_the_gt_yaw():
-    from gs_semantic_node.semantics.metrics import yaw_free_iou
+    from gs_semantic_node.eval.metrics import yaw_free_iou
     def yawed(a, size):
         R = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
         return OrientedBox(np.array([0.1, 0.2, 0.79]), R, np.array(size))
@@ -298,7 +298,7 @@ def test_a_solid_of_revolution_is_scored_whatever_the_gt_yaw():
 
 
 def test_table_top_offset_says_how_far_the_map_sank():
-    from gs_semantic_node.semantics.metrics import table_top_offset
+    from gs_semantic_node.eval.metrics import table_top_offset
     g = np.stack(np.meshgrid(np.linspace(-0.5, 0.5, 21), np.linspace(-0.4, 0.4, 17)), -1).reshape(-1, 2)
     top = np.c_[g, np.full(len(g), 0.75)]
     gt = {"surface_points": top, "surface_ids": np.ones(len(g), np.int64),
@@ -312,9 +312,9 @@ def test_table_top_offset_says_how_far_the_map_sank():
 @pytest.mark.slow
 def test_pipeline_on_a_simulated_scene(small_sim, tmp_path):
     from gs_semantic_node.offline import offline_pipeline
-    from gs_semantic_node.semantics.metrics import evaluate
+    from gs_semantic_node.eval.metrics import evaluate
     from gs_semantic_node.sim.generate import load_gt
-    cfg = Config()
+    cfg = Config.preset("oracle_bench")
     cfg.mapper.iters_per_keyframe = 3
     p, _, _ = offline_pipeline(small_sim, cfg, progress=False)
     refreshes = len(p.timings["refresh_ms"])
@@ -356,7 +356,7 @@ def test_distilled_features_separate_instances_across_views(small_sim):
     a GT object and different between objects, on Gaussians of a real (CPU-rendered) map."""
     from gs_semantic_node.io.bags import read_frames
     from gs_semantic_node.semantics.features import distill, object_features
-    from gs_semantic_node.semantics.metrics import gt_labels
+    from gs_semantic_node.eval.metrics import gt_labels
     from gs_semantic_node.sim.generate import load_gt
     frames = list(read_frames(small_sim / "bag"))[::3]
     m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=2, keyframe_translation=0.0), seed=0)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gs_semantic_node.config import Config
 from gs_semantic_node.io.assembler import PoseBuffer
 from gs_semantic_node.io.bags import BagError, BagWriter, read_frames
 from gs_semantic_node.io.datasets import ImportOptions, import_frames, import_tum
@@ -114,4 +115,4 @@ def test_oracle_perception_on_a_bag_without_ground_truth_says_so(tmp_path):
             w.write_info(cam, 1.0 + i)
             w.write_pose(np.eye(4), 1.0 + i)
     with pytest.raises(FileNotFoundError, match="no simulator gt.json.*masks:=none"):
-        offline_pipeline(tmp_path)
+        offline_pipeline(tmp_path, Config.preset("oracle_bench"))

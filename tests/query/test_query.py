@@ -91,7 +91,7 @@ def test_views_that_agree_are_evidence_a_single_misread_view_is_not():
 def test_calibration_takes_the_middle_of_the_best_plateau():
     """The evidence bar is the middle of the widest run of equally good thresholds, not its edge: an
     edge that merely clears the tuning seeds' weakest true match is where held-out ones fall under it."""
-    from gs_semantic_node.bench import calibrate
+    from gs_semantic_node.eval.quality import calibrate
     grid = [0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7]
     # one scene: true targets score 0.52 and 0.68; an absent query's best object scores 0.41
     scores, absent = [0.52, 0.68], [0.41]

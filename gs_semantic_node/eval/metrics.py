@@ -1,4 +1,5 @@
-"""Compare a semantic map with simulator ground truth.
+"""Scoring against ground truth: a semantic map against the simulator's objects, and a map's
+rendering against held-out views (what `bench mapping` and `bench speed` report).
 
 Gaussians are matched to GT by the nearest GT surface sample. Predicted objects are matched
 one-to-one to GT objects (Hungarian on shared Gaussians); all "stuff" (table, floor, the
@@ -7,12 +8,17 @@ to is not what a robot asks.
 """
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import numpy as np
+import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
-from ..types import OrientedBox
-from .boxes import box_iou
+from ..mapping.mapper import Mapper, backproject
+from ..semantics.boxes import box_iou
+from ..types import Frame, OrientedBox
 
 STUFF = -2
 
@@ -115,3 +121,55 @@ def evaluate(arrays: dict, objects: list, gt: dict) -> dict:
             "mean_box_iou": float(np.mean(ious)) if ious else 0.0,
             "mean_box_iou_sym": float(np.mean(ious_sym)) if ious_sym else 0.0, "per_object": per, **counts,
             "n_gaussians": int(len(means)), "n_objects": len([o for o in objects if not o.is_background])}
+
+
+# ------------------------------------------------------------------ rendered views
+@torch.no_grad()
+def observed(m: Mapper, kf) -> torch.Tensor:
+    """(H,W) pixels of a view whose surface some keyframe saw (in its frustum, its depth agreeing),
+    plus the pixels with no depth (nothing there to see). A held-out view also shows surface
+    no integrated frame saw; no map can render that, so fidelity is scored on the rest too."""
+    P = backproject(kf.depth, kf.camera, kf.T_world_cam).reshape(-1, 3)
+    seen = (kf.depth <= 0).reshape(-1)
+    for k in m.keyframes:
+        pc = P @ k.viewmat[:3, :3].T + k.viewmat[:3, 3]
+        d, ok = m._observed_depth(k, pc)
+        seen |= ok & ((pc[:, 2] - d).abs() < m.cfg.seed_depth_error * d)
+    return seen.reshape(kf.depth.shape)
+
+
+def psnr(mse: float) -> float:
+    return 10 * math.log10(1.0 / max(mse, 1e-10))
+
+
+@torch.no_grad()
+def evaluate_view(m: Mapper, frame: Frame) -> dict:
+    """PSNR and depth L1 of the map rendered at a (held-out) frame; `psnr_observed` over the
+    pixels the keyframes saw (`observed`)."""
+    kf = m.prepare(frame)
+    out = m.render(kf, detach_geometry=True)
+    se = (out.colors.clamp(0, 1) - kf.rgb) ** 2
+    seen = observed(m, kf)
+    valid = (kf.depth > 0) & (out.alpha > 0.5)
+    dl1 = float((out.depth - kf.depth).abs()[valid].mean()) if bool(valid.any()) else float("nan")
+    return {"psnr": psnr(float(se.mean())), "psnr_observed": psnr(float(se[seen].mean())),
+            "unseen_fraction": 1.0 - float(seen.float().mean()), "depth_l1": dl1,
+            "coverage": float(((out.alpha > 0.5) & (kf.depth > 0)).sum() / max(1, int((kf.depth > 0).sum())))}
+
+
+def heldout_summary(ev: list[dict]) -> dict:
+    """Means of Mapper.evaluate over the held-out views (never integrated)."""
+    mean = lambda k: float(np.nanmean([e[k] for e in ev])) if ev else float("nan")  # noqa: E731
+    return {"heldout_frames": len(ev), "heldout_psnr_db": mean("psnr"), "heldout_psnr_observed_db": mean("psnr_observed"),
+            "heldout_unseen_fraction": mean("unseen_fraction"), "heldout_depth_l1_m": mean("depth_l1")}
+
+
+def surface_error(m: Mapper, d: Path) -> dict:
+    from ..sim.generate import load_gt
+    gt = load_gt(d) if (d / "gt.json").exists() else {}
+    if "surface_points" not in gt:        # gt.npz left out (the device carries scenes without it)
+        return {}
+    means = m.map.means.detach().cpu().numpy()
+    dist = surface_distance(means, gt)
+    return {"surface_dist_mm_p50": 1e3 * float(np.median(dist)), "surface_dist_mm_p90": 1e3 * float(np.percentile(dist, 90)),
+            "table_top_offset_mm": 1e3 * table_top_offset(means, gt)}

@@ -6,8 +6,9 @@ from gs_semantic_node.config import MapperConfig
 from gs_semantic_node.mapping.compaction import SPREAD, merge_groups, merge_in_voxels, rotmat_to_quat
 from gs_semantic_node.mapping.gaussians import GaussianMap
 from gs_semantic_node.mapping.mapper import Mapper
+from gs_semantic_node.eval.metrics import evaluate_view
 from gs_semantic_node.mapping.rasterizer import quat_to_rotmat
-from test_mapping import plane_frame
+from builders import plane_frame
 
 
 def test_rotmat_to_quat_inverts_quat_to_rotmat():
@@ -72,14 +73,14 @@ def test_a_map_over_its_cap_stays_under_it(policy):
     assert len(m.map) <= 300
     x = m.map.means.detach()[:, 0]
     assert ((x < 0) == (m.map.state["object_id"] == 1)).float().mean() > 0.97
-    ev = m.evaluate(plane_frame(d=1.5))
+    ev = evaluate_view(m, plane_frame(d=1.5))
     if policy == "evict":
         assert ev["coverage"] < 0.5 and m.resolution == 0
         return
     assert ev["coverage"] > 0.9 and ev["depth_l1"] < 0.02 and m.resolution > 0
     m.integrate(plane_frame(x=1.0, d=1.5))                                           # half of it new surface
     assert len(m.map) <= 300
-    assert m.evaluate(plane_frame(x=1.0, d=1.5))["coverage"] > 0.9
+    assert evaluate_view(m, plane_frame(x=1.0, d=1.5))["coverage"] > 0.9
     assert np.all(m.map.snapshot()["scales"].max(1) < 4 * m.resolution)
 
 

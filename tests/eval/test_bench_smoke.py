@@ -26,7 +26,7 @@ def test_quality_and_speed_bench_write_json(tmp_path):
 
 def test_device_benches_run_on_cpu(tmp_path):
     """The GPU benches' code paths (mapping, lifting, query latency, perception) at CPU sizes."""
-    from gs_semantic_node.bench_device import bench_perception
+    from gs_semantic_node.eval.perception import bench_perception
     from gs_semantic_node.types import Camera, Frame
     common = ["--seeds", "101", "--frames", "6", "--out", str(tmp_path)]
     assert main(["bench", "mapping", "--width", "64", "--height", "48", "--iters", "2", *common]) == 0
@@ -49,7 +49,7 @@ def test_device_benches_run_on_cpu(tmp_path):
     assert main(["bench", "latency", "--sizes", "20000", "--objects", "5", "--clip-model", "tiny", *common]) == 0
     lat = json.loads((tmp_path / "latency.json").read_text())[0]
     assert lat["gaussians"] == 20000 and lat["cold_p50_ms"] >= lat["warm_p50_ms"] > 0
-    from gs_semantic_node.bench_device import instructions
+    from gs_semantic_node.eval.fixtures import instructions
     from gs_semantic_node.query.parser import parse
     assert len({parse(t).target for t in instructions(3000)}) == 3000     # "cold" really is new to the cache
     rng = np.random.default_rng(0)
