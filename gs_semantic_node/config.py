@@ -124,6 +124,8 @@ class PerceptionConfig:
 class SemanticsConfig:
     assoc_overlap: float = 0.3         # min share of a mask's weight on an object to join it
     assoc_min_similarity: float = 0.4  # ... unless its embedding clearly disagrees (cosine below)
+    assoc_whole_coverage: float = 0.5  # a mask covering this share of a known object holds it "whole"
+    assoc_misread_share: float = 0.5   # ... and lying this much on it, yet disagreeing: the object misread
     ambiguous_share: float = 0.15      # a mask holding most of >= 2 objects (each this share of it) votes for none
     same_view_overlap: float = 0.5     # masks of one view overlapping less than this (of the smaller) are different
                                        # things: one never joins a record the other founded in that view (0: off)
@@ -135,15 +137,20 @@ class SemanticsConfig:
     background_prior: float = 0.02    # vote share a Gaussian needs before it leaves "background"
     smooth_k: int = 8
     smooth_iters: int = 2
+    smooth_color_scale: float = 0.05   # neighbours' votes weigh exp(-|rgb difference|^2 / this)
+    smooth_flip_ratio: float = 2.0     # a Gaussian flips when its neighbours' majority outweighs its own id this much
     min_object_gaussians: int = 15
     min_object_masks: int = 2         # masks (views) an object needs before it is reported
     split_eps: float = 0.04            # m: objects whose Gaussians fall apart at this gap are split
+    split_scale_factor: float = 4.0    # ... the gap is never below this many median Gaussian scales
+    split_min_samples: int = 3         # DBSCAN core points of a part
     feature_iters: int = 3             # contrastive instance-feature steps per keyframe (0 = off)
     feature_pixels: int = 1024         # pixels sampled per step
     feature_temperature: float = 0.1
     merge_feature_similarity: float = 0.5   # touching objects merge only if their instance features agree
     merge_similarity: float = 0.75     # objects sharing a boundary and this similar are merged
     merge_vote_cosine: float = 0.3     # things whose vote columns are this alike merge (>1: never)
+    merge_touch_fraction: float = 0.2  # touching = this share of the smaller's Gaussians within split_eps / 2
     box_min_opacity: float = 0.1
     box_outlier_std: float = 4.0
     box_axis_tolerance: float = 0.2    # footprint turned to the principal axis if it costs <= this extra area

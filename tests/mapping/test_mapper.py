@@ -7,7 +7,7 @@ from gs_semantic_node.eval.metrics import evaluate_view, observed
 from gs_semantic_node.io.mapfile import MapFileError, load_map, save_map
 from gs_semantic_node.mapping.mapper import Mapper, backproject
 from gs_semantic_node.mapping.rasterizer import TorchRasterizer, make_rasterizer, quat_to_rotmat
-from gs_semantic_node.types import Camera, Frame
+from gs_semantic_node.types import Camera
 from builders import plane_frame, tilted_frame
 
 

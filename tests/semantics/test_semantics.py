@@ -7,6 +7,7 @@ from gs_semantic_node.config import Config, MapperConfig, SemanticsConfig
 from gs_semantic_node.mapping.mapper import Mapper
 from gs_semantic_node.semantics.boxes import box_iou, clean_points, fit_box, grow_sides
 from gs_semantic_node.semantics.lifting import mask_weights
+from gs_semantic_node.semantics.refinement import peel_support
 from gs_semantic_node.semantics.registry import ObjectRegistry
 from gs_semantic_node.types import Camera, Frame, OrientedBox
 
@@ -183,7 +184,7 @@ def test_gaussians_lying_in_the_support_surface_join_it():
     m.state["object_id"] = torch.as_tensor(ids)
     reg = ObjectRegistry(SemanticsConfig(support_peel=0.01))
     reg.records[1] = ObjectRecord(1, [(1.0, np.eye(4, dtype=np.float32)[0])], 0.0, 3)
-    reg._peel_support(m)
+    peel_support(reg.records, m, reg.labels, reg.cfg)
     out = m.state["object_id"].numpy()
     assert (out[:len(table)] == 0).all()                               # every table Gaussian is table again
     assert (out[len(table):][body[:, 2] > 0.01] == 1).all()            # the thing keeps everything above 1 cm
@@ -209,7 +210,7 @@ def test_a_thing_lying_wholly_in_the_surface_is_that_surface(height, stays):
     m.state["object_id"] = torch.as_tensor(ids)
     reg = ObjectRegistry(SemanticsConfig())
     reg.records[1] = ObjectRecord(1, [(1.0, np.eye(4, dtype=np.float32)[0])], 0.0, 2)
-    reg._peel_support(m)
+    peel_support(reg.records, m, reg.labels, reg.cfg)
     assert ((m.state["object_id"].numpy()[-len(patch):] == 1).mean() > 0.8) == stays
 
 
