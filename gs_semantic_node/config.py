@@ -7,6 +7,7 @@ the MiniLM text proxy; config/tabletop_demo.yaml carries the same values). Every
 against its field's type in one place (`coerce`): choices are `Literal`s, a wrong one is a
 ConfigError naming the parameter and what it may be.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,10 +20,10 @@ import yaml
 
 Backend = Literal["auto", "gsplat", "torch"]
 CapPolicy = Literal["evict", "merge"]
-Masks = Literal["sam", "oracle", "none"]             # none: geometry only, no objects
+Masks = Literal["sam", "oracle", "none"]  # none: geometry only, no objects
 EmbedderKind = Literal["clip", "text_proxy"]
 OraclePreset = Literal["clean", "realistic", "harsh"]
-SamModel = Literal["vit_b", "vit_l", "vit_h", "vit_t"]   # vit_t: the mobile_sam package
+SamModel = Literal["vit_b", "vit_l", "vit_h", "vit_t"]  # vit_t: the mobile_sam package
 SamPrecision = Literal["auto", "fp32", "bf16"]
 SamAttention = Literal["sdpa", "stock"]
 RgbTransport = Literal["raw", "compressed"]
@@ -34,23 +35,59 @@ DepthUnit = Literal["auto", "mm", "m"]
 class ConfigError(ValueError):
     """A parameter with a value its field does not take."""
 
+
 DEFAULT_VOCABULARY = [
-    "mug", "cup", "bowl", "plate", "bottle", "wine bottle", "ketchup bottle", "juice carton", "milk carton",
-    "can", "box", "butter", "book", "frying pan", "pot", "banana", "apple", "orange", "teddy bear", "toy duck",
-    "tray", "keyboard", "laptop", "phone", "remote control", "scissors", "spoon", "fork", "knife", "vase",
-    "plant", "towel", "sponge", "table", "floor", "wall",
+    "mug",
+    "cup",
+    "bowl",
+    "plate",
+    "bottle",
+    "wine bottle",
+    "ketchup bottle",
+    "juice carton",
+    "milk carton",
+    "can",
+    "box",
+    "butter",
+    "book",
+    "frying pan",
+    "pot",
+    "banana",
+    "apple",
+    "orange",
+    "teddy bear",
+    "toy duck",
+    "tray",
+    "keyboard",
+    "laptop",
+    "phone",
+    "remote control",
+    "scissors",
+    "spoon",
+    "fork",
+    "knife",
+    "vase",
+    "plant",
+    "towel",
+    "sponge",
+    "table",
+    "floor",
+    "wall",
 ]
 STUFF_CLASSES = ["table", "floor", "wall"]
 CAP_POLICIES = get_args(CapPolicy)
-POSE_TYPES = {"pose": "geometry_msgs/msg/PoseStamped", "odometry": "nav_msgs/msg/Odometry",
-              "transform": "geometry_msgs/msg/TransformStamped"}      # NodeConfig.pose_type
+POSE_TYPES = {
+    "pose": "geometry_msgs/msg/PoseStamped",
+    "odometry": "nav_msgs/msg/Odometry",
+    "transform": "geometry_msgs/msg/TransformStamped",
+}  # NodeConfig.pose_type
 
 
 @dataclass
 class MapperConfig:
     backend: Backend = "auto"
-    device: str = "auto"               # auto | cpu | cuda[:N]
-    width: int = 160                   # working resolution (frames are resampled to it); 0 = input size
+    device: str = "auto"  # auto | cpu | cuda[:N]
+    width: int = 160  # working resolution (frames are resampled to it); 0 = input size
     height: int = 120
     max_gaussians: int = 300_000
     # Over the cap, "evict" drops the least opaque Gaussians; "merge" first drops only faint ones
@@ -61,17 +98,17 @@ class MapperConfig:
     cap_policy: CapPolicy = "evict"
     cap_target: float = 0.8
     cap_evict_opacity: float = 0.3
-    feature_dim: int = 16              # one of gsplat's compiled channel counts
-    keyframe_translation: float = 0.05   # m
+    feature_dim: int = 16  # one of gsplat's compiled channel counts
+    keyframe_translation: float = 0.05  # m
     keyframe_rotation_deg: float = 5.0
     min_depth: float = 0.1
     max_depth: float = 6.0
-    seed_stride: int = 2               # seed one Gaussian per stride x stride pixels
-    seed_alpha: float = 0.5            # seed where the map's silhouette is below this
-    seed_depth_error: float = 0.05     # ... or where observed depth is closer by this fraction
-    seed_surfels: bool = True          # seed flat discs in the depth map's tangent plane (Mapper._surfels)
-    surfel_thickness: float = 0.2      # disc thickness / in-plane scale
-    surfel_min_cos: float = 0.25       # caps the stretch along the tilt at 4x the pixel footprint
+    seed_stride: int = 2  # seed one Gaussian per stride x stride pixels
+    seed_alpha: float = 0.5  # seed where the map's silhouette is below this
+    seed_depth_error: float = 0.05  # ... or where observed depth is closer by this fraction
+    seed_surfels: bool = True  # seed flat discs in the depth map's tangent plane (Mapper._surfels)
+    surfel_thickness: float = 0.2  # disc thickness / in-plane scale
+    surfel_min_cos: float = 0.25  # caps the stretch along the tilt at 4x the pixel footprint
     iters_per_keyframe: int = 8
     window_recent: int = 2
     window_random: int = 2
@@ -79,15 +116,15 @@ class MapperConfig:
     # loss alone sank the table 6 mm under its true top and shrank round objects; the centre term
     # holds centres on the observed surface (`bench mapping`, bench/RESULTS.md).
     lambda_depth: float = 0.2
-    lambda_center_depth: float = 2.0   # pull centres onto the observed depth (Mapper.center_depth_loss)
-    center_depth_band: float = 0.03    # m; centres farther from the observed depth are occluded or elsewhere
+    lambda_center_depth: float = 2.0  # pull centres onto the observed depth (Mapper.center_depth_loss)
+    center_depth_band: float = 0.03  # m; centres farther from the observed depth are occluded or elsewhere
     prune_opacity: float = 0.02
-    prune_every: int = 5               # keyframes
-    max_scale: float = 0.1             # m; larger Gaussians are split (or pruned, split_large=False)
+    prune_every: int = 5  # keyframes
+    max_scale: float = 0.1  # m; larger Gaussians are split (or pruned, split_large=False)
     # Splitting keeps the surface a big Gaussian covered (far, grazing floor at low resolution);
     # pruning it left holes the next keyframe reseeded and the next prune cut again (bench/RESULTS.md).
     split_large: bool = True
-    prune_scale: float = 0.4           # m; runaway Gaussians past this are pruned, not split
+    prune_scale: float = 0.4  # m; runaway Gaussians past this are pruned, not split
     # Adam step sizes. Means move slowly (3DGS: 1.6e-4 x scene radius): a faster mean lets the
     # photometric loss sharpen the image by sinking Gaussians behind the surface instead of
     # shrinking them (median 14-16 mm off the true surfaces at 1e-3, 5-7 mm now: `bench mapping`),
@@ -103,7 +140,7 @@ class PerceptionConfig:
     device: str = "auto"
     oracle_preset: OraclePreset = "realistic"
     oracle_seed: int = 0
-    gt_path: str = ""                  # simulator gt.json (oracle + text proxy need its descriptions)
+    gt_path: str = ""  # simulator gt.json (oracle + text proxy need its descriptions)
     text_proxy_confusion: float = 0.05
     sam_model_type: SamModel = "vit_h"
     sam_checkpoint: str = ""
@@ -112,58 +149,58 @@ class PerceptionConfig:
     sam_stability_thresh: float = 0.9
     sam_nms_iou: float = 0.7
     sam_map_guided: bool = True
-    sam_precision: SamPrecision = "auto"   # auto: bf16 on CUDA, fp32 on CPU
-    sam_attention: SamAttention = "sdpa"   # sdpa: fused kernel (perception/sam_attention.py)
+    sam_precision: SamPrecision = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    sam_attention: SamAttention = "sdpa"  # sdpa: fused kernel (perception/sam_attention.py)
     clip_model: str = "ViT-B-16"
-    clip_pretrained: str = ""          # local checkpoint path or open_clip tag
+    clip_pretrained: str = ""  # local checkpoint path or open_clip tag
     clip_scales: list = field(default_factory=lambda: [1.0, 1.5])
     min_mask_pixels: int = 20
 
 
 @dataclass
 class SemanticsConfig:
-    assoc_overlap: float = 0.3         # min share of a mask's weight on an object to join it
+    assoc_overlap: float = 0.3  # min share of a mask's weight on an object to join it
     assoc_min_similarity: float = 0.4  # ... unless its embedding clearly disagrees (cosine below)
     assoc_whole_coverage: float = 0.5  # a mask covering this share of a known object holds it "whole"
-    assoc_misread_share: float = 0.5   # ... and lying this much on it, yet disagreeing: the object misread
-    ambiguous_share: float = 0.15      # a mask holding most of >= 2 objects (each this share of it) votes for none
-    same_view_overlap: float = 0.5     # masks of one view overlapping less than this (of the smaller) are different
-                                       # things: one never joins a record the other founded in that view (0: off)
-    top_k_views: int = 10              # views (largest masks) kept per object; query view evidence needs two that
-                                       # agree among them (with 5, dev seed 20's butter kept one that read as butter)
+    assoc_misread_share: float = 0.5  # ... and lying this much on it, yet disagreeing: the object misread
+    ambiguous_share: float = 0.15  # a mask holding most of >= 2 objects (each this share of it) votes for none
+    same_view_overlap: float = 0.5  # masks of one view overlapping less than this (of the smaller) are different
+    # things: one never joins a record the other founded in that view (0: off)
+    top_k_views: int = 10  # views (largest masks) kept per object; query view evidence needs two that
+    # agree among them (with 5, dev seed 20's butter kept one that read as butter)
     vocabulary: list = field(default_factory=lambda: list(DEFAULT_VOCABULARY))
     stuff_classes: list = field(default_factory=lambda: list(STUFF_CLASSES))
     label_temperature: float = 0.03
-    background_prior: float = 0.02    # vote share a Gaussian needs before it leaves "background"
+    background_prior: float = 0.02  # vote share a Gaussian needs before it leaves "background"
     smooth_k: int = 8
     smooth_iters: int = 2
-    smooth_color_scale: float = 0.05   # neighbours' votes weigh exp(-|rgb difference|^2 / this)
-    smooth_flip_ratio: float = 2.0     # a Gaussian flips when its neighbours' majority outweighs its own id this much
+    smooth_color_scale: float = 0.05  # neighbours' votes weigh exp(-|rgb difference|^2 / this)
+    smooth_flip_ratio: float = 2.0  # a Gaussian flips when its neighbours' majority outweighs its own id this much
     min_object_gaussians: int = 15
-    min_object_masks: int = 2         # masks (views) an object needs before it is reported
-    split_eps: float = 0.04            # m: objects whose Gaussians fall apart at this gap are split
-    split_scale_factor: float = 4.0    # ... the gap is never below this many median Gaussian scales
-    split_min_samples: int = 3         # DBSCAN core points of a part
-    feature_iters: int = 3             # contrastive instance-feature steps per keyframe (0 = off)
-    feature_pixels: int = 1024         # pixels sampled per step
+    min_object_masks: int = 2  # masks (views) an object needs before it is reported
+    split_eps: float = 0.04  # m: objects whose Gaussians fall apart at this gap are split
+    split_scale_factor: float = 4.0  # ... the gap is never below this many median Gaussian scales
+    split_min_samples: int = 3  # DBSCAN core points of a part
+    feature_iters: int = 3  # contrastive instance-feature steps per keyframe (0 = off)
+    feature_pixels: int = 1024  # pixels sampled per step
     feature_temperature: float = 0.1
-    merge_feature_similarity: float = 0.5   # touching objects merge only if their instance features agree
-    merge_similarity: float = 0.75     # objects sharing a boundary and this similar are merged
-    merge_vote_cosine: float = 0.3     # things whose vote columns are this alike merge (>1: never)
+    merge_feature_similarity: float = 0.5  # touching objects merge only if their instance features agree
+    merge_similarity: float = 0.75  # objects sharing a boundary and this similar are merged
+    merge_vote_cosine: float = 0.3  # things whose vote columns are this alike merge (>1: never)
     merge_touch_fraction: float = 0.2  # touching = this share of the smaller's Gaussians within split_eps / 2
     box_min_opacity: float = 0.1
     box_outlier_std: float = 4.0
-    box_axis_tolerance: float = 0.2    # footprint turned to the principal axis if it costs <= this extra area
-    box_grow_sigma: float = 1.0        # box sides grow by up to this many Gaussian scales where the surface
-    box_flat_coverage: float = 0.75    # curves (centres lie inside it), by none where it is flat: a direction
-    box_round_coverage: float = 0.4    # is flat/curved at side coverage >= / <= these (boxes.grow_sides)
-    box_grow_sigma_z: float = 0.0      # ... vertically: top centres lie on the top face; the support sets the floor
-    support_reach: float = 0.04        # m: support surface searched this far below an object's lowest Gaussian
-    support_margin: float = 0.03       # m: ... among stuff Gaussians this close around its footprint
-    support_peel: float = 0.003        # m: a thing's Gaussians this close above its support join the support (0 = off)
-    support_patch: float = 0.8         # ... all of them when this share of the thing lies there (> 1: never)
-    refresh_every: int = 3             # keyframes between split/merge/smoothing passes
-    max_objects: int = 128             # cap: vote columns per Gaussian (incl. background)
+    box_axis_tolerance: float = 0.2  # footprint turned to the principal axis if it costs <= this extra area
+    box_grow_sigma: float = 1.0  # box sides grow by up to this many Gaussian scales where the surface
+    box_flat_coverage: float = 0.75  # curves (centres lie inside it), by none where it is flat: a direction
+    box_round_coverage: float = 0.4  # is flat/curved at side coverage >= / <= these (boxes.grow_sides)
+    box_grow_sigma_z: float = 0.0  # ... vertically: top centres lie on the top face; the support sets the floor
+    support_reach: float = 0.04  # m: support surface searched this far below an object's lowest Gaussian
+    support_margin: float = 0.03  # m: ... among stuff Gaussians this close around its footprint
+    support_peel: float = 0.003  # m: a thing's Gaussians this close above its support join the support (0 = off)
+    support_patch: float = 0.8  # ... all of them when this share of the thing lies there (> 1: never)
+    refresh_every: int = 3  # keyframes between split/merge/smoothing passes
+    max_objects: int = 128  # cap: vote columns per Gaussian (incl. background)
 
 
 @dataclass
@@ -174,10 +211,10 @@ class QueryConfig:
     min_similarity: float = 0.25
     min_relevancy: float = 0.5
     label_min_confidence: float = 0.3  # objects labelled this confidently ... (> 1: off)
-    label_min_ratio: float = 2.0       # ... and this many times above the runner-up class also match through
-                                       # their label (QueryEngine.label_is_sure)
-    view_evidence: int = 2             # an object also matches through the mean cosine of its n views closest
-                                       # to the phrase (0: off): views of one object differ, their average blurs
+    label_min_ratio: float = 2.0  # ... and this many times above the runner-up class also match through
+    # their label (QueryEngine.label_is_sure)
+    view_evidence: int = 2  # an object also matches through the mean cosine of its n views closest
+    # to the phrase (0: off): views of one object differ, their average blurs
     temperature: float = 0.05
     negatives: list = field(default_factory=lambda: ["object", "things", "stuff", "texture"])
     max_instruction_chars: int = 500
@@ -188,32 +225,32 @@ class QueryConfig:
 @dataclass
 class NodeConfig:
     rgb_topic: str = "/camera/color/image_raw"
-    rgb_transport: RgbTransport = "raw"   # compressed: image_transport's <rgb_topic>/compressed
+    rgb_transport: RgbTransport = "raw"  # compressed: image_transport's <rgb_topic>/compressed
     depth_topic: str = "/camera/aligned_depth_to_color/image_raw"
-    depth_transport: DepthTransport = "raw"   # compressedDepth: <depth_topic>/compressedDepth
+    depth_transport: DepthTransport = "raw"  # compressedDepth: <depth_topic>/compressedDepth
     camera_info_topic: str = "/camera/color/camera_info"
     pose_topic: str = "/camera/pose"
-    pose_type: PoseType = "pose"       # PoseStamped | nav_msgs/Odometry | TransformStamped (POSE_TYPES)
-    pose_time_offset: float = 0.0      # s added to pose stamps (a localisation on another clock)
-    pose_max_gap: float = 0.25         # s: poses further apart than this are not interpolated between
-    pose_wait: float = 1.0             # s an image set waits for a pose after its stamp, then is skipped
+    pose_type: PoseType = "pose"  # PoseStamped | nav_msgs/Odometry | TransformStamped (POSE_TYPES)
+    pose_time_offset: float = 0.0  # s added to pose stamps (a localisation on another clock)
+    pose_max_gap: float = 0.25  # s: poses further apart than this are not interpolated between
+    pose_wait: float = 1.0  # s an image set waits for a pose after its stamp, then is skipped
     gt_instances_topic: str = "/sim/instance_mask"
     map_frame: str = "map"
-    sync_slop: float = 0.02            # s: colour and depth stamps closer than this are one frame
-    queue_size: int = 8                # frames waiting for the mapper (oldest dropped)
-    reliable_input: bool = False       # RELIABLE sensor subscriptions (bag replay); default best effort
-    publish_period: float = 1.0        # s between object / marker / cloud publications
+    sync_slop: float = 0.02  # s: colour and depth stamps closer than this are one frame
+    queue_size: int = 8  # frames waiting for the mapper (oldest dropped)
+    reliable_input: bool = False  # RELIABLE sensor subscriptions (bag replay); default best effort
+    publish_period: float = 1.0  # s between object / marker / cloud publications
     diagnostics_period: float = 1.0
-    map_dir: str = "~/.ros/gs_semantic/maps"   # SaveMap / LoadMap / autosave stay inside this folder
+    map_dir: str = "~/.ros/gs_semantic/maps"  # SaveMap / LoadMap / autosave stay inside this folder
     map_name: str = "gs_semantic_map"  # default map file (relative to map_dir)
-    autosave_period: float = 0.0       # s; 0 = off
-    depth_unit: DepthUnit = "auto"     # mm: 32FC1 depth that is really millimetres
-    max_speed: float = 3.0             # m/s: faster camera motion between frames is a pose jump
-    clear_on_time_jump: bool = False   # bag restart: clear the map (true) or keep it (false)
+    autosave_period: float = 0.0  # s; 0 = off
+    depth_unit: DepthUnit = "auto"  # mm: 32FC1 depth that is really millimetres
+    max_speed: float = 3.0  # m/s: faster camera motion between frames is a pose jump
+    clear_on_time_jump: bool = False  # bag restart: clear the map (true) or keep it (false)
     max_image_pixels: int = 4_000_000  # larger images are refused
-    max_stamp_age: float = 5.0         # s behind the newest accepted frame = stale
-    service_depth: int = 100           # services' KEEP_LAST history: a response a busy client missed is
-                                       # re-sent from it (ROS's default 10 lost 47 of 90k calls: `bench load`)
+    max_stamp_age: float = 5.0  # s behind the newest accepted frame = stale
+    service_depth: int = 100  # services' KEEP_LAST history: a response a busy client missed is
+    # re-sent from it (ROS's default 10 lost 47 of 90k calls: `bench load`)
 
 
 @dataclass
@@ -228,8 +265,11 @@ class Config:
 
     def flat(self) -> dict:
         """{'mapper.width': 160, ...}: the ROS parameter names and defaults."""
-        return {f"{s}.{f.name}": getattr(getattr(self, s), f.name)
-                for s in self.STAGES for f in dataclasses.fields(getattr(self, s))}
+        return {
+            f"{s}.{f.name}": getattr(getattr(self, s), f.name)
+            for s in self.STAGES
+            for f in dataclasses.fields(getattr(self, s))
+        }
 
     def set(self, name: str, value) -> None:
         """Set `stage.field`, checked and converted to the field's type (ConfigError otherwise)."""
@@ -312,6 +352,9 @@ def coerce(name: str, typ, value):
 # Robot defaults are the dataclasses' own; the oracle benchmark preset changes only these.
 PRESETS = {
     "robot": {},
-    "oracle_bench": {"perception.masks": "oracle", "perception.embedder": "text_proxy",
-                     "query.min_similarity": 0.725},      # calibrated on tuning seeds 1-4, 11-16 (bench quality)
+    "oracle_bench": {
+        "perception.masks": "oracle",
+        "perception.embedder": "text_proxy",
+        "query.min_similarity": 0.725,
+    },  # calibrated on tuning seeds 1-4, 11-16 (bench quality)
 }

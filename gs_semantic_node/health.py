@@ -7,6 +7,7 @@ node alive: every callback, timer, service and the mapping worker runs inside `g
 exception there is counted, logged rate-limited (the traceback once per stage), and the stage reads
 as failing in /diagnostics until it next succeeds.
 """
+
 from __future__ import annotations
 
 import collections
@@ -27,9 +28,10 @@ class StartupError(RuntimeError):
 def _import_open3d():
     try:
         import open3d  # noqa: F401
-    except Exception as e:          # an OSError when a system library (libusb, libGL) is missing
-        raise StartupError(f"open3d (object boxes) does not import: {type(e).__name__}: {e} "
-                           "(system libraries: scripts/system_deps.sh)") from e
+    except Exception as e:  # an OSError when a system library (libusb, libGL) is missing
+        raise StartupError(
+            f"open3d (object boxes) does not import: {type(e).__name__}: {e} (system libraries: scripts/system_deps.sh)"
+        ) from e
 
 
 def _checkpoint(kind: str, path: str, param: str):
@@ -49,21 +51,28 @@ def preflight(cfg: Config) -> None:
         except Exception as e:
             raise StartupError(f"mapper.backend {m.backend!r} needs gsplat: {type(e).__name__}: {e}") from e
         import torch
+
         if not torch.cuda.is_available():
-            raise StartupError(f"mapper.backend {m.backend!r} / device {m.device!r} needs CUDA, and this machine "
-                               "has none (mapper.backend: auto uses the CPU reference)")
+            raise StartupError(
+                f"mapper.backend {m.backend!r} / device {m.device!r} needs CUDA, and this machine "
+                "has none (mapper.backend: auto uses the CPU reference)"
+            )
     p = cfg.perception
     if p.masks == "sam":
         _checkpoint(f"SAM {p.sam_model_type}", p.sam_checkpoint, "perception.sam_checkpoint")
     if p.embedder == "clip" and p.masks != "none":
-        looks_like_path = "/" in p.clip_pretrained or p.clip_pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
+        looks_like_path = "/" in p.clip_pretrained or p.clip_pretrained.endswith(
+            (".pt", ".pth", ".bin", ".safetensors")
+        )
         if not p.clip_pretrained or looks_like_path:
             _checkpoint(f"CLIP {p.clip_model}", p.clip_pretrained, "perception.clip_pretrained")
     if p.masks == "oracle" or (p.embedder == "text_proxy" and p.masks != "none"):
         if not p.gt_path or not Path(p.gt_path).expanduser().is_file():
-            raise StartupError(f"oracle perception (perception.masks: oracle / embedder: text_proxy) reads the "
-                               f"simulator's gt.json, not found at {p.gt_path!r} (perception.gt_path); a real "
-                               "camera needs masks: sam, embedder: clip")
+            raise StartupError(
+                f"oracle perception (perception.masks: oracle / embedder: text_proxy) reads the "
+                f"simulator's gt.json, not found at {p.gt_path!r} (perception.gt_path); a real "
+                "camera needs masks: sam, embedder: clip"
+            )
     voc = cfg.semantics.vocabulary
     if not voc or not all(isinstance(v, str) and v.strip() for v in voc):
         raise StartupError("semantics.vocabulary must be a non-empty list of class names")

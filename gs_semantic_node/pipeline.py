@@ -4,6 +4,7 @@ No ROS here. The node (and the benchmark, and a notebook) drive `process()` from
 call `query()` / `objects()` from anywhere: readers only ever see a snapshot that is swapped in
 whole after each refresh, so a query never waits for mapping.
 """
+
 from __future__ import annotations
 
 import threading
@@ -27,10 +28,10 @@ from .types import Camera, Frame, SemanticObject
 @dataclass
 class Snapshot:
     objects: list = field(default_factory=list)
-    arrays: dict = field(default_factory=dict)       # host copy of the map (means, rgb, object_id, ...)
+    arrays: dict = field(default_factory=dict)  # host copy of the map (means, rgb, object_id, ...)
     stamp: float = 0.0
     keyframes: int = 0
-    latest_keyframe: tuple | None = None             # (camera, T_world_cam)
+    latest_keyframe: tuple | None = None  # (camera, T_world_cam)
 
 
 class LiftObserver(Protocol):
@@ -42,8 +43,14 @@ class SemanticMappingPipeline:
     """`observers` see each keyframe's lifting (LiftObserver): how an evaluation looks inside
     without the pipeline knowing about it."""
 
-    def __init__(self, cfg: Config, mask_generator=None, embedder=None, seed: int = 0,
-                 observers: list[LiftObserver] | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        mask_generator=None,
+        embedder=None,
+        seed: int = 0,
+        observers: list[LiftObserver] | None = None,
+    ):
         self.cfg = cfg
         self.mapper = Mapper(cfg.mapper, seed=seed, max_objects=cfg.semantics.max_objects)
         self.masks = mask_generator or make_mask_generator(cfg.perception)
@@ -52,7 +59,7 @@ class SemanticMappingPipeline:
         self.engine = QueryEngine(cfg.query, self.embedder.embed_text)
         self._snapshot = Snapshot()
         self._work_lock = threading.Lock()
-        self._unrefreshed = False                  # keyframes integrated since the last refresh
+        self._unrefreshed = False  # keyframes integrated since the last refresh
         self.timings = {"map_ms": [], "perception_ms": [], "lift_ms": [], "refresh_ms": []}
         self.observers = list(observers or [])
 
@@ -98,8 +105,13 @@ class SemanticMappingPipeline:
         self.registry.refresh(self.mapper.map, recompute)
         arrays = self.mapper.map.snapshot()
         latest = (kf.camera, kf.T_world_cam.cpu().numpy()) if kf is not None else self._snapshot.latest_keyframe
-        self._snapshot = Snapshot(list(self.registry.objects), arrays, kf.stamp if kf else self._snapshot.stamp,
-                                  len(self.mapper.keyframes), latest)
+        self._snapshot = Snapshot(
+            list(self.registry.objects),
+            arrays,
+            kf.stamp if kf else self._snapshot.stamp,
+            len(self.mapper.keyframes),
+            latest,
+        )
         self._unrefreshed = False
         self.timings["refresh_ms"].append(1e3 * (time.perf_counter() - t))
 
@@ -131,23 +143,28 @@ class SemanticMappingPipeline:
     # ------------------------------------------------------------ persistence
     def save(self, path) -> str:
         from .io.mapfile import save_map
+
         with self.mapper.map.lock:
             arrays = self.mapper.map.snapshot()
             arrays["votes"] = self.mapper.map.state["votes"].cpu().numpy()
-            records = {i: {"views": list(r.views), "n_masks": r.n_masks, "last_seen": r.last_seen}
-                       for i, r in self.registry.records.items()}
+            records = {
+                i: {"views": list(r.views), "n_masks": r.n_masks, "last_seen": r.last_seen}
+                for i, r in self.registry.records.items()
+            }
         return str(save_map(path, arrays, records, {"keyframes": len(self.mapper.keyframes)}))
 
     def load(self, path):
         """Replace the map with a saved one; on any error the current map is left untouched."""
         from .io.mapfile import load_map
         from .semantics.registry import ObjectRecord
+
         arrays, records, _ = load_map(path)
         with self._work_lock, self.mapper.map.lock:
             self.mapper.map.load_arrays(arrays)
-            self.registry.records = {i: ObjectRecord(i, r["views"], r["last_seen"], r["n_masks"])
-                                     for i, r in records.items()}
-            self.refresh(None, recompute=False)     # the saved labels as they were, not re-split/merged
+            self.registry.records = {
+                i: ObjectRecord(i, r["views"], r["last_seen"], r["n_masks"]) for i, r in records.items()
+            }
+            self.refresh(None, recompute=False)  # the saved labels as they were, not re-split/merged
 
     # ------------------------------------------------------------ reader side
     @property
@@ -168,16 +185,29 @@ class SemanticMappingPipeline:
         if not snap.arrays or len(snap.arrays["means"]) == 0:
             return np.full((camera.height, camera.width), -1, np.int32)
         from .mapping.mapper import raster_K
+
         a = snap.arrays
         ids = a["object_id"].astype(np.int64)
         uniq, inv = np.unique(ids, return_inverse=True)
         dev = self.mapper.device
         onehot = torch.zeros(len(ids), len(uniq), device=dev)
         onehot[torch.arange(len(ids)), torch.as_tensor(inv.reshape(-1), device=dev)] = 1
-        t = lambda k: torch.as_tensor(a[k], dtype=torch.float32, device=dev)  # noqa: E731
+
+        def t(k):
+            return torch.as_tensor(a[k], dtype=torch.float32, device=dev)
+
         with torch.no_grad():
-            out = self.mapper.raster.render(t("means"), t("quats"), t("scales"), t("opacities"), onehot,
-                                            np.linalg.inv(T_world_cam), raster_K(camera), camera.width, camera.height)
+            out = self.mapper.raster.render(
+                t("means"),
+                t("quats"),
+                t("scales"),
+                t("opacities"),
+                onehot,
+                np.linalg.inv(T_world_cam),
+                raster_K(camera),
+                camera.width,
+                camera.height,
+            )
         lab = uniq[out.colors.argmax(-1).cpu().numpy()]
         lab[out.alpha.cpu().numpy() < 0.3] = -1
         return lab.astype(np.int32)

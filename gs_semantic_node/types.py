@@ -1,6 +1,7 @@
 """Core value types shared by every stage. Plain dataclasses over numpy arrays so the core
 is usable from a notebook without ROS. Frames follow REP-103/105: the camera pose is the
 optical frame (x right, y down, z forward) expressed in the map frame."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,26 +25,26 @@ class Camera:
     def scaled(self, width: int, height: int) -> "Camera":
         """The same camera resampled to width x height (pixel-centre convention kept)."""
         sx, sy = width / self.width, height / self.height
-        return Camera(self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5,
-                      int(width), int(height))
+        return Camera(
+            self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5, int(width), int(height)
+        )
 
     def is_valid(self) -> bool:
         vals = np.array([self.fx, self.fy, self.cx, self.cy], dtype=np.float64)
-        return bool(np.all(np.isfinite(vals)) and self.fx > 0 and self.fy > 0
-                    and self.width > 0 and self.height > 0)
+        return bool(np.all(np.isfinite(vals)) and self.fx > 0 and self.fy > 0 and self.width > 0 and self.height > 0)
 
 
 @dataclass
 class Frame:
     """One synchronised RGB-D observation. depth is metric (m), 0 where invalid."""
 
-    rgb: np.ndarray            # (H, W, 3) uint8
-    depth: np.ndarray          # (H, W) float32 metres
+    rgb: np.ndarray  # (H, W, 3) uint8
+    depth: np.ndarray  # (H, W) float32 metres
     camera: Camera
-    T_world_cam: np.ndarray    # (4, 4) float64, optical frame -> map
-    stamp: float               # seconds
+    T_world_cam: np.ndarray  # (4, 4) float64, optical frame -> map
+    stamp: float  # seconds
     index: int = -1
-    gt_instances: np.ndarray | None = None   # (H, W) int32 simulator instance ids (oracle perception only)
+    gt_instances: np.ndarray | None = None  # (H, W) int32 simulator instance ids (oracle perception only)
 
     @property
     def viewmat(self) -> np.ndarray:
@@ -53,9 +54,9 @@ class Frame:
 
 @dataclass
 class OrientedBox:
-    center: np.ndarray         # (3,)
-    rotation: np.ndarray       # (3, 3) columns = box axes in the map frame
-    size: np.ndarray           # (3,) full extents
+    center: np.ndarray  # (3,)
+    rotation: np.ndarray  # (3, 3) columns = box axes in the map frame
+    size: np.ndarray  # (3,) full extents
 
     def corners(self) -> np.ndarray:
         signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
@@ -66,7 +67,9 @@ class OrientedBox:
 
     @staticmethod
     def from_dict(d: dict) -> "OrientedBox":
-        return OrientedBox(np.asarray(d["center"], float), np.asarray(d["rotation"], float), np.asarray(d["size"], float))
+        return OrientedBox(
+            np.asarray(d["center"], float), np.asarray(d["rotation"], float), np.asarray(d["size"], float)
+        )
 
 
 @dataclass
@@ -87,4 +90,4 @@ class SemanticObject:
     gaussian_positions: np.ndarray | None = None
     last_seen: float = 0.0
     embedding: np.ndarray | None = None
-    view_embeddings: np.ndarray | None = None   # (k, D) the best views' embeddings behind `embedding`
+    view_embeddings: np.ndarray | None = None  # (k, D) the best views' embeddings behind `embedding`

@@ -1,4 +1,5 @@
 """Small synthetic frames shared by the tests."""
+
 import numpy as np
 
 from gs_semantic_node.types import Camera, Frame

@@ -1,4 +1,5 @@
 """Shared fixtures. Every test process stays on loopback DDS with its own domain id."""
+
 import os
 import random
 
@@ -15,5 +16,6 @@ import pytest  # noqa: E402
 def small_sim(tmp_path_factory):
     """A short, small-resolution primitives scene as an MCAP bag + GT."""
     from gs_semantic_node.sim.generate import SimConfig, generate
+
     out = tmp_path_factory.mktemp("sim")
     return generate(SimConfig(seed=5, frames=12, width=320, height=240), out, progress=False)

@@ -1,4 +1,5 @@
 """Real-data builders shared by the tests: TUM RGB-D frames from ../shared/data, and a robot-style bag of them."""
+
 from pathlib import Path
 
 import numpy as np
@@ -12,24 +13,40 @@ from gs_semantic_node.types import Camera
 
 TUM = Path(__file__).resolve().parents[2] / "shared" / "data" / "tum_fr1_xyz"
 needs_tum = pytest.mark.skipif(not (TUM / "rgb.txt").is_file(), reason=f"real data not at {TUM}")
-REALSENSE = NodeConfig(rgb_topic="/camera/camera/color/image_raw",
-                       depth_topic="/camera/camera/aligned_depth_to_color/image_raw",
-                       camera_info_topic="/camera/camera/color/camera_info", pose_topic="/odom")
+REALSENSE = NodeConfig(
+    rgb_topic="/camera/camera/color/image_raw",
+    depth_topic="/camera/camera/aligned_depth_to_color/image_raw",
+    camera_info_topic="/camera/camera/color/camera_info",
+    pose_topic="/odom",
+)
 
 
 def tum_truth(n: int) -> list[dict]:
     """The first n TUM frames as the importer should give them: colour, depth (m), pose at the colour stamp."""
     from gs_semantic_node.io.datasets import _quat_pose, _read_list
+
     rgb, depth = _read_list(TUM / "rgb.txt"), _read_list(TUM / "depth.txt")
-    gt = np.array([[float(x) for x in line.split()] for line in (TUM / "groundtruth.txt").read_text().splitlines()
-                   if line.strip() and not line.startswith("#")])
+    gt = np.array(
+        [
+            [float(x) for x in line.split()]
+            for line in (TUM / "groundtruth.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+    )
     pb = PoseBuffer(0.1, size=len(gt) + 1)
     for row in gt:
         pb.add(row[0], _quat_pose(row[1:]))
     out = []
     for (t, name), (td, dname) in list(zip(rgb, depth))[:n]:
-        out.append({"t": t, "td": td, "rgb": np.asarray(Image.open(TUM / name).convert("RGB")),
-                    "depth": np.asarray(Image.open(TUM / dname)).astype(np.float32) / 5000.0, "T": pb.at(t, 0.02)})
+        out.append(
+            {
+                "t": t,
+                "td": td,
+                "rgb": np.asarray(Image.open(TUM / name).convert("RGB")),
+                "depth": np.asarray(Image.open(TUM / dname)).astype(np.float32) / 5000.0,
+                "T": pb.at(t, 0.02),
+            }
+        )
     return out
 
 
@@ -46,12 +63,10 @@ def write_robot_bag(path: Path, truth: list[dict], storage: str, compressed: boo
                 w.write_info(cam, f["t"] + 0.001)
             w.write_depth(f["depth"], f["td"])
             w.write_rgb(f["rgb"], f["t"])
-            if i + 1 < len(truth):             # poses between this image and the next, a few ms off any image
+            if i + 1 < len(truth):  # poses between this image and the next, a few ms off any image
                 t0, t1 = f["t"], truth[i + 1]["t"]
                 for s in (0.03, 0.37, 0.71):
                     tp = t0 + s * (t1 - t0) + rng.uniform(-0.004, 0.004)
                     w.write_pose(pb.at(tp, 0.0), tp)
             else:
                 w.write_pose(f["T"], f["t"] + 0.004)
-
-

@@ -1,5 +1,6 @@
 """What every benchmark shares: timing with the device synchronised, peak memory, device names,
 the simulator scene cache, frames of a bag, and printed tables."""
+
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ from ..sim.generate import SimConfig, generate
 
 def device_name(dev: torch.device) -> str:
     import platform
+
     return torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({platform.processor() or 'x86_64'})"
 
 
@@ -43,14 +45,16 @@ def peak_reset(dev):
 
 def peak_gb(dev) -> float:
     if dev.type == "cuda":
-        return torch.cuda.max_memory_allocated(dev) / 2 ** 30
+        return torch.cuda.max_memory_allocated(dev) / 2**30
     import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def load_frames(sim_dir: Path, topics=None) -> list:
     """Frames of a bag folder (or a folder holding `bag/`), topics from a NodeConfig."""
     from ..io.bags import read_frames
+
     return list(read_frames(sim_dir, topics))
 
 
@@ -73,6 +77,7 @@ class Rows(list):
 def table(rows: list[dict], cols: list[str]) -> str:
     def fmt(v):
         return (f"{v:.2f}" if abs(v) >= 0.01 else f"{v:.1e}") if isinstance(v, float) else str(v)
+
     lines = [" | ".join(cols)] + [" | ".join(fmt(r.get(c, "")) for c in cols) for r in rows]
     return "\n".join(lines)
 
@@ -87,7 +92,7 @@ def scene(seed: int, frames: int, root: Path) -> Path:
 
 def scenes(a, out: Path) -> list[Path]:
     """--sim-dirs (any bag folders) or the --seeds scenes rendered into `out`."""
-    if a.sim_dirs:            # pre-rendered scenes or recordings: a GPU box need not have MuJoCo
+    if a.sim_dirs:  # pre-rendered scenes or recordings: a GPU box need not have MuJoCo
         return [Path(d) for d in a.sim_dirs.split(",") if d]
     return [scene(int(s), a.frames, out) for s in a.seeds.split(",") if s]
 

@@ -1,6 +1,7 @@
 """Builders the benchmarks measure on: synthetic maps and objects, grown copies of a saved map,
 randomly initialised SAM / CLIP (and CLIP checkpoints on disk for the node's own loader),
 rectangular masks, and instruction sets whose target phrases all differ."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +21,7 @@ def rect_masks(W: int, H: int, n: int, seed: int = 0) -> list[Mask]:
         w, h = int(rng.integers(W // 20, W // 4)), int(rng.integers(H // 20, H // 4))
         x, y = int(rng.integers(0, W - w)), int(rng.integers(0, H - h))
         m = np.zeros((H, W), bool)
-        m[y:y + h, x:x + w] = True
+        m[y : y + h, x : x + w] = True
         out.append(Mask(m, 1.0, "object"))
     return out
 
@@ -28,18 +29,23 @@ def rect_masks(W: int, H: int, n: int, seed: int = 0) -> list[Mask]:
 def random_sam(model_type: str):
     if model_type == "tiny":
         from ..perception.sam import tiny_sam
+
         return tiny_sam(64)
     from segment_anything import sam_model_registry
-    return sam_model_registry[model_type](checkpoint=None)     # random init: timing only
+
+    return sam_model_registry[model_type](checkpoint=None)  # random init: timing only
 
 
 def random_clip(model_name: str, dev: torch.device):
     import open_clip
+
     if model_name == "tiny":
         from ..perception.clip import register_tiny_clip
+
         model_name = register_tiny_clip()
     model, _, pre = open_clip.create_model_and_transforms(model_name, pretrained=None, device=dev)
     from ..perception.clip import ClipEmbedder
+
     return ClipEmbedder(model.eval(), pre, open_clip.get_tokenizer(model_name), device=str(dev))
 
 
@@ -65,6 +71,7 @@ def grow_map(src: str | Path, dst: str | Path, n: int, seed: int = 0) -> int:
     Copies are jittered by half their parent's size and carry its object id, votes, features and
     confidence, so every object keeps its place and label; object records are unchanged."""
     from ..io.mapfile import load_map, save_map
+
     arrays, records, meta = load_map(src)
     m = len(arrays["means"])
     if m == 0:
@@ -84,6 +91,7 @@ def random_clip_checkpoint(model: str, out: Path) -> Path:
     """A randomly initialised open_clip checkpoint on disk, loaded by the node's real loading code
     (no weights can be downloaded here; the cost of encoding text does not depend on them)."""
     import open_clip
+
     path = out / f"random_{model}.pt"
     if not path.is_file():
         m = open_clip.create_model(model, pretrained=None)
@@ -107,15 +115,24 @@ def instructions(n: int, vocab: list[str] | None = None) -> list[str]:
 
 def synthetic_objects(n_gaussians: int, n_objects: int, dim: int, seed: int = 0) -> list:
     from ..types import OrientedBox, SemanticObject
+
     rng = np.random.default_rng(seed)
     cuts = np.sort(rng.choice(np.arange(1, n_gaussians), n_objects - 1, replace=False))
     parts = np.split(np.arange(n_gaussians), cuts)
     objs = []
     for i, idx in enumerate(parts):
         c = rng.uniform(-1, 1, 3)
-        objs.append(SemanticObject(i, "object", 0.9, is_background=(i == 0), obb=OrientedBox(c, np.eye(3), np.full(3, 0.1)),
-                                   centroid=c, num_gaussians=len(idx), gaussian_indices=idx,
-                                   embedding=l2n(rng.normal(size=dim).astype(np.float32))))
+        objs.append(
+            SemanticObject(
+                i,
+                "object",
+                0.9,
+                is_background=(i == 0),
+                obb=OrientedBox(c, np.eye(3), np.full(3, 0.1)),
+                centroid=c,
+                num_gaussians=len(idx),
+                gaussian_indices=idx,
+                embedding=l2n(rng.normal(size=dim).astype(np.float32)),
+            )
+        )
     return objs
-
-

@@ -1,6 +1,7 @@
 """`gs-semantic bench mapping`: the mapper alone on bags (simulator scenes, imported datasets, a
 robot's recordings): frames integrated per second, held-out PSNR / depth L1 (every 5th frame kept from
 the mapper), and how far the Gaussians sit from the true surfaces where the simulator's GT is there."""
+
 from __future__ import annotations
 
 import time
@@ -21,9 +22,19 @@ from .common import (
 from .metrics import evaluate_view, heldout_summary, surface_error
 
 
-def bench_mapping(sim_dirs: list[Path], width: int, height: int, iters: int, held_out_every: int = 5,
-                  device: str = "auto", backend: str = "auto", seed_stride: int = 2, overrides: dict | None = None,
-                  frame_step: int = 1, topics=None) -> list[dict]:
+def bench_mapping(
+    sim_dirs: list[Path],
+    width: int,
+    height: int,
+    iters: int,
+    held_out_every: int = 5,
+    device: str = "auto",
+    backend: str = "auto",
+    seed_stride: int = 2,
+    overrides: dict | None = None,
+    frame_step: int = 1,
+    topics=None,
+) -> list[dict]:
     """Mapper alone on simulator bags: frames integrated per second, held-out PSNR / depth L1, and
     how far the Gaussians sit from the true surfaces (what boxes are fitted to).
 
@@ -32,17 +43,23 @@ def bench_mapping(sim_dirs: list[Path], width: int, height: int, iters: int, hel
     kept frame."""
     rows = []
     for d in sim_dirs:
-        frames = load_frames(d, topics)[::max(1, frame_step)]
+        frames = load_frames(d, topics)[:: max(1, frame_step)]
         is_held = [is_held_out(i, held_out_every) for i in range(len(frames))]
-        held = [f for f, h in zip(frames, is_held) if h]          # never integrated: novel views
+        held = [f for f, h in zip(frames, is_held) if h]  # never integrated: novel views
         train = [f for f, h in zip(frames, is_held) if not h]
         if not train:
             raise ValueError(f"{d}: no frame to map (the bag's topics are read as node.* names them: --params)")
-        cfg = MapperConfig(width=width, height=height, iters_per_keyframe=iters, device=device, backend=backend,
-                           seed_stride=seed_stride)
+        cfg = MapperConfig(
+            width=width,
+            height=height,
+            iters_per_keyframe=iters,
+            device=device,
+            backend=backend,
+            seed_stride=seed_stride,
+        )
         for k, v in (overrides or {}).items():
             setattr(cfg, k, v)
-        warm = Mapper(cfg)                 # gsplat's JIT build and CUDA context happen here, untimed
+        warm = Mapper(cfg)  # gsplat's JIT build and CUDA context happen here, untimed
         warm.integrate(train[0])
         m = Mapper(cfg)
         dev = m.device
@@ -54,18 +71,34 @@ def bench_mapping(sim_dirs: list[Path], width: int, height: int, iters: int, hel
         _sync(dev)
         wall = time.perf_counter() - t0
         ev = [evaluate_view(m, f) for f in held]
-        rows.append({"scene": Path(d).name, "device": device_name(dev), "backend": type(m.raster).__name__,
-                     "resolution": [m.keyframes[0].camera.width, m.keyframes[0].camera.height],
-                     "iters_per_keyframe": iters, "seed_stride": seed_stride, "seed_surfels": cfg.seed_surfels,
-                     "lr_means": cfg.lr_means, "lr_scales": cfg.lr_scales, "lambda_depth": cfg.lambda_depth,
-                     "lambda_center_depth": cfg.lambda_center_depth, "split_large": cfg.split_large,
-                     "frame_step": frame_step, "max_gaussians": cfg.max_gaussians, "cap_policy": cfg.cap_policy,
-                     "map_resolution_m": m.resolution, "frames": len(train),
-                     "keyframes": len(m.keyframes),
-                     "frames_per_s": len(train) / wall, "ms_per_keyframe": 1e3 * wall / max(1, len(m.keyframes)),
-                     **heldout_summary(ev),
-                     "gaussians": len(m.map), "peak_mem_gb": peak_gb(dev),
-                     **surface_error(m, Path(d))})
+        rows.append(
+            {
+                "scene": Path(d).name,
+                "device": device_name(dev),
+                "backend": type(m.raster).__name__,
+                "resolution": [m.keyframes[0].camera.width, m.keyframes[0].camera.height],
+                "iters_per_keyframe": iters,
+                "seed_stride": seed_stride,
+                "seed_surfels": cfg.seed_surfels,
+                "lr_means": cfg.lr_means,
+                "lr_scales": cfg.lr_scales,
+                "lambda_depth": cfg.lambda_depth,
+                "lambda_center_depth": cfg.lambda_center_depth,
+                "split_large": cfg.split_large,
+                "frame_step": frame_step,
+                "max_gaussians": cfg.max_gaussians,
+                "cap_policy": cfg.cap_policy,
+                "map_resolution_m": m.resolution,
+                "frames": len(train),
+                "keyframes": len(m.keyframes),
+                "frames_per_s": len(train) / wall,
+                "ms_per_keyframe": 1e3 * wall / max(1, len(m.keyframes)),
+                **heldout_summary(ev),
+                "gaussians": len(m.map),
+                "peak_mem_gb": peak_gb(dev),
+                **surface_error(m, Path(d)),
+            }
+        )
     return rows
 
 
@@ -73,21 +106,61 @@ def run(a) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     W, H = a.width, a.height
-    flag = lambda v: None if v is None else bool(v)  # noqa: E731
-    rows = bench_mapping(scenes(a, out), W, H, a.iters, device=a.device, seed_stride=a.seed_stride,
-                         frame_step=a.frame_step, topics=load_config(a.params, a.param).node,
-                         overrides={k: v for k, v in (("lr_means", a.lr_means), ("lr_scales", a.lr_scales),
-                                                      ("lambda_depth", a.lambda_depth),
-                                                      ("lambda_center_depth", a.lambda_center_depth),
-                                                      ("seed_surfels", flag(a.seed_surfels)),
-                                                      ("split_large", flag(a.split_large)),
-                                                      ("max_gaussians", a.max_gaussians),
-                                                      ("cap_policy", a.cap_policy))
-                                    if v is not None})
-    cols = ["scene", "device", "backend", "resolution", "iters_per_keyframe", "seed_stride", "seed_surfels",
-            "split_large", "lr_means", "lr_scales", "lambda_depth", "lambda_center_depth", "frame_step",
-            "keyframes", "frames_per_s",
-            "ms_per_keyframe", "heldout_psnr_db", "heldout_psnr_observed_db", "heldout_unseen_fraction",
-            "heldout_depth_l1_m", "surface_dist_mm_p50", "table_top_offset_mm", "max_gaussians", "cap_policy",
-            "map_resolution_m", "gaussians", "peak_mem_gb"]
+
+    def flag(v):
+        return None if v is None else bool(v)
+
+    rows = bench_mapping(
+        scenes(a, out),
+        W,
+        H,
+        a.iters,
+        device=a.device,
+        seed_stride=a.seed_stride,
+        frame_step=a.frame_step,
+        topics=load_config(a.params, a.param).node,
+        overrides={
+            k: v
+            for k, v in (
+                ("lr_means", a.lr_means),
+                ("lr_scales", a.lr_scales),
+                ("lambda_depth", a.lambda_depth),
+                ("lambda_center_depth", a.lambda_center_depth),
+                ("seed_surfels", flag(a.seed_surfels)),
+                ("split_large", flag(a.split_large)),
+                ("max_gaussians", a.max_gaussians),
+                ("cap_policy", a.cap_policy),
+            )
+            if v is not None
+        },
+    )
+    cols = [
+        "scene",
+        "device",
+        "backend",
+        "resolution",
+        "iters_per_keyframe",
+        "seed_stride",
+        "seed_surfels",
+        "split_large",
+        "lr_means",
+        "lr_scales",
+        "lambda_depth",
+        "lambda_center_depth",
+        "frame_step",
+        "keyframes",
+        "frames_per_s",
+        "ms_per_keyframe",
+        "heldout_psnr_db",
+        "heldout_psnr_observed_db",
+        "heldout_unseen_fraction",
+        "heldout_depth_l1_m",
+        "surface_dist_mm_p50",
+        "table_top_offset_mm",
+        "max_gaussians",
+        "cap_policy",
+        "map_resolution_m",
+        "gaussians",
+        "peak_mem_gb",
+    ]
     return write_rows(out, "mapping", rows, cols)

@@ -6,6 +6,7 @@ one-to-one to GT objects (Hungarian on shared Gaussians); all "stuff" (table, fl
 background object) counts as one class, since which plane a Gaussian of the table edge belongs
 to is not what a robot asks.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,7 +56,7 @@ def yaw_free_iou(pred: OrientedBox, gt: OrientedBox) -> float:
     """IoU with the GT box of a solid of revolution (about the vertical) turned to the predicted
     box's yaw: every yaw bounds that solid equally well, so the GT's own yaw is not evidence.
     (`evaluate` keeps the larger of this and the strict IoU.)"""
-    axis = int(np.argmax(np.abs(pred.rotation[2])))          # the predicted box's vertical axis
+    axis = int(np.argmax(np.abs(pred.rotation[2])))  # the predicted box's vertical axis
     u = pred.rotation[:, (axis + 1) % 3].copy()
     u[2] = 0.0
     if np.linalg.norm(u) < 1e-6:
@@ -76,7 +77,9 @@ def evaluate(arrays: dict, objects: list, gt: dict) -> dict:
     real_gt = [o for o in gt["objects"] if not o["is_background"]]
     gids = [o["instance_id"] for o in real_gt]
     pids = sorted(set(pred_m[pred_m != STUFF].tolist()))
-    C = np.array([[np.sum((glab == g) & (pred_m == p)) for p in pids] for g in gids], dtype=float).reshape(len(gids), len(pids))
+    C = np.array([[np.sum((glab == g) & (pred_m == p)) for p in pids] for g in gids], dtype=float).reshape(
+        len(gids), len(pids)
+    )
     match = {}
     if C.size:
         r, c = linear_sum_assignment(-C)
@@ -95,12 +98,20 @@ def evaluate(arrays: dict, objects: list, gt: dict) -> dict:
         gbox = OrientedBox.from_dict(o["obb"])
         p = match.get(g)
         iou = box_iou(obj_by_id[p].obb, gbox) if p is not None and p in obj_by_id else 0.0
-        iou_sym = max(iou, yaw_free_iou(obj_by_id[p].obb, gbox)) if p is not None and p in obj_by_id and \
-            o.get("axisymmetric") else iou
+        iou_sym = (
+            max(iou, yaw_free_iou(obj_by_id[p].obb, gbox))
+            if p is not None and p in obj_by_id and o.get("axisymmetric")
+            else iou
+        )
         ious.append(iou)
         ious_sym.append(iou_sym)
-        per[g] = {"class": o["class"], "pred": p, "box_iou": iou, "box_iou_sym": iou_sym,
-                  "label": obj_by_id[p].label if p is not None and p in obj_by_id else None}
+        per[g] = {
+            "class": o["class"],
+            "pred": p,
+            "box_iou": iou,
+            "box_iou_sym": iou_sym,
+            "label": obj_by_id[p].label if p is not None and p in obj_by_id else None,
+        }
     n = max(1, len(means))
     counts = {"missed": 0, "split": 0, "merged": 0, "phantom": 0, "largest_phantom_frac": 0.0}
     for i, g in enumerate(gids):
@@ -117,10 +128,16 @@ def evaluate(arrays: dict, objects: list, gt: dict) -> dict:
         if p not in match.values() and size >= 1:
             counts["phantom"] += 1
             counts["largest_phantom_frac"] = max(counts["largest_phantom_frac"], size / n)
-    return {"gaussian_accuracy": acc, "object_gaussian_accuracy": obj_acc,
-            "mean_box_iou": float(np.mean(ious)) if ious else 0.0,
-            "mean_box_iou_sym": float(np.mean(ious_sym)) if ious_sym else 0.0, "per_object": per, **counts,
-            "n_gaussians": int(len(means)), "n_objects": len([o for o in objects if not o.is_background])}
+    return {
+        "gaussian_accuracy": acc,
+        "object_gaussian_accuracy": obj_acc,
+        "mean_box_iou": float(np.mean(ious)) if ious else 0.0,
+        "mean_box_iou_sym": float(np.mean(ious_sym)) if ious_sym else 0.0,
+        "per_object": per,
+        **counts,
+        "n_gaussians": int(len(means)),
+        "n_objects": len([o for o in objects if not o.is_background]),
+    }
 
 
 # ------------------------------------------------------------------ rendered views
@@ -152,24 +169,40 @@ def evaluate_view(m: Mapper, frame: Frame) -> dict:
     seen = observed(m, kf)
     valid = (kf.depth > 0) & (out.alpha > 0.5)
     dl1 = float((out.depth - kf.depth).abs()[valid].mean()) if bool(valid.any()) else float("nan")
-    return {"psnr": psnr(float(se.mean())), "psnr_observed": psnr(float(se[seen].mean())),
-            "unseen_fraction": 1.0 - float(seen.float().mean()), "depth_l1": dl1,
-            "coverage": float(((out.alpha > 0.5) & (kf.depth > 0)).sum() / max(1, int((kf.depth > 0).sum())))}
+    return {
+        "psnr": psnr(float(se.mean())),
+        "psnr_observed": psnr(float(se[seen].mean())),
+        "unseen_fraction": 1.0 - float(seen.float().mean()),
+        "depth_l1": dl1,
+        "coverage": float(((out.alpha > 0.5) & (kf.depth > 0)).sum() / max(1, int((kf.depth > 0).sum()))),
+    }
 
 
 def heldout_summary(ev: list[dict]) -> dict:
     """Means of Mapper.evaluate over the held-out views (never integrated)."""
-    mean = lambda k: float(np.nanmean([e[k] for e in ev])) if ev else float("nan")  # noqa: E731
-    return {"heldout_frames": len(ev), "heldout_psnr_db": mean("psnr"), "heldout_psnr_observed_db": mean("psnr_observed"),
-            "heldout_unseen_fraction": mean("unseen_fraction"), "heldout_depth_l1_m": mean("depth_l1")}
+
+    def mean(k):
+        return float(np.nanmean([e[k] for e in ev])) if ev else float("nan")
+
+    return {
+        "heldout_frames": len(ev),
+        "heldout_psnr_db": mean("psnr"),
+        "heldout_psnr_observed_db": mean("psnr_observed"),
+        "heldout_unseen_fraction": mean("unseen_fraction"),
+        "heldout_depth_l1_m": mean("depth_l1"),
+    }
 
 
 def surface_error(m: Mapper, d: Path) -> dict:
     from ..sim.generate import load_gt
+
     gt = load_gt(d) if (d / "gt.json").exists() else {}
-    if "surface_points" not in gt:        # gt.npz left out (the device carries scenes without it)
+    if "surface_points" not in gt:  # gt.npz left out (the device carries scenes without it)
         return {}
     means = m.map.means.detach().cpu().numpy()
     dist = surface_distance(means, gt)
-    return {"surface_dist_mm_p50": 1e3 * float(np.median(dist)), "surface_dist_mm_p90": 1e3 * float(np.percentile(dist, 90)),
-            "table_top_offset_mm": 1e3 * table_top_offset(means, gt)}
+    return {
+        "surface_dist_mm_p50": 1e3 * float(np.median(dist)),
+        "surface_dist_mm_p90": 1e3 * float(np.percentile(dist, 90)),
+        "table_top_offset_mm": 1e3 * table_top_offset(means, gt),
+    }

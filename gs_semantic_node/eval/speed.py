@@ -1,5 +1,6 @@
 """`gs-semantic bench speed`: the pipeline end to end on one simulator scene (frames/s, per-keyframe
 mapping and lifting cost, held-out fidelity, in-process query latency, peak memory)."""
+
 from __future__ import annotations
 
 import json
@@ -32,13 +33,19 @@ def run(a) -> int:
         p.query(["grab the mug", "pick up the bowl", "where is the laptop?"][i % 3])
         lat.append(1e3 * (time.perf_counter() - t))
     peak = peak_gb(dev)
-    res = {"device": device_name(dev),
-           "frames_per_s": n_fed / wall,
-           **heldout_summary(ev), "lift_ms_per_keyframe": float(np.mean(p.timings["lift_ms"])),
-           "map_ms_per_keyframe": float(np.mean(p.timings["map_ms"])),
-           "query_ms_p50": float(np.percentile(lat, 50)), "query_ms_p99": float(np.percentile(lat, 99)),
-           "peak_mem_gb": peak, "gaussians": len(p.mapper.map),
-           "resolution": [p.cfg.mapper.width, p.cfg.mapper.height], "note": "in-process query latency (no DDS)"}
+    res = {
+        "device": device_name(dev),
+        "frames_per_s": n_fed / wall,
+        **heldout_summary(ev),
+        "lift_ms_per_keyframe": float(np.mean(p.timings["lift_ms"])),
+        "map_ms_per_keyframe": float(np.mean(p.timings["map_ms"])),
+        "query_ms_p50": float(np.percentile(lat, 50)),
+        "query_ms_p99": float(np.percentile(lat, 99)),
+        "peak_mem_gb": peak,
+        "gaussians": len(p.mapper.map),
+        "resolution": [p.cfg.mapper.width, p.cfg.mapper.height],
+        "note": "in-process query latency (no DDS)",
+    }
     (out / "speed.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))
     return 0

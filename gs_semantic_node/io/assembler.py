@@ -12,6 +12,7 @@ frames from the same messages.
 - everything is validated by InputValidator; a rejected set becomes an InputFault handed to
   `on_fault`, never an exception out of `add_*`.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -76,15 +77,20 @@ class PoseBuffer:
 class FrameAssembler:
     """Feed messages with add_image / add_camera_info / add_pose; each returns the frames completed."""
 
-    def __init__(self, cfg: NodeConfig, with_gt: bool = False, on_fault: Callable[[InputFault], None] | None = None,
-                 max_pending: int = 64):
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        with_gt: bool = False,
+        on_fault: Callable[[InputFault], None] | None = None,
+        max_pending: int = 64,
+    ):
         self.cfg = cfg
         self.with_gt = with_gt
         self.validator = InputValidator(cfg)
         self.sync = ApproxSync(["rgb", "depth"] + (["gt"] if with_gt else []), cfg.sync_slop)
         self.poses = PoseBuffer(cfg.pose_max_gap)
         self.camera_info = None
-        self.pending: collections.deque = collections.deque()       # (stamp, {key: msg}) waiting for a pose
+        self.pending: collections.deque = collections.deque()  # (stamp, {key: msg}) waiting for a pose
         self.max_pending = max_pending
         self.on_fault = on_fault or (lambda e: None)
         self.time_jumps = 0
@@ -126,22 +132,34 @@ class FrameAssembler:
         while self.pending:
             t, got = self.pending[0]
             if self.camera_info is None and not final and len(self.pending) < self.max_pending:
-                break                                   # camera_info still to come (slow rate, late start)
+                break  # camera_info still to come (slow rate, late start)
             newest = self.poses.newest
             waiting = newest is None or newest < t
-            if waiting and not final and (newest is None or t - newest < self.cfg.pose_wait) \
-                    and self._image_lead(t) < self.cfg.pose_wait:
-                break                                   # the pose after this image may still arrive
+            if (
+                waiting
+                and not final
+                and (newest is None or t - newest < self.cfg.pose_wait)
+                and self._image_lead(t) < self.cfg.pose_wait
+            ):
+                break  # the pose after this image may still arrive
             self.pending.popleft()
             T = self.poses.at(t, self.cfg.sync_slop)
             if T is None:
-                self.on_fault(InputFault("pose_missing", f"no camera pose around image stamp {t:.3f} "
-                                                         f"(node.pose_topic {self.cfg.pose_topic}, "
-                                                         f"node.pose_max_gap {self.cfg.pose_max_gap} s)"))
+                self.on_fault(
+                    InputFault(
+                        "pose_missing",
+                        f"no camera pose around image stamp {t:.3f} "
+                        f"(node.pose_topic {self.cfg.pose_topic}, "
+                        f"node.pose_max_gap {self.cfg.pose_max_gap} s)",
+                    )
+                )
                 continue
             try:
-                out.append(self.validator.frame(got["rgb"], got["depth"], self.camera_info, T, got.get("gt"),
-                                                index=self.validator.accepted))
+                out.append(
+                    self.validator.frame(
+                        got["rgb"], got["depth"], self.camera_info, T, got.get("gt"), index=self.validator.accepted
+                    )
+                )
             except InputFault as e:
                 if e.reason == "stamp_backwards":
                     self._time_jump(t)

@@ -1,6 +1,7 @@
 """ROS 2 bags through rosbags (MCAP or sqlite3): write the node's input topics, read any robot's
 recording back as Frames (topics from the node's parameters), and register our own .msg/.srv
 types from the repository's msg/ folder."""
+
 from __future__ import annotations
 
 import collections
@@ -42,9 +43,15 @@ def header(ts, t: float, frame_id: str):
 
 def image_msg(ts, arr: np.ndarray, encoding: str, t: float, frame_id: str):
     f = encode_image(arr, encoding)
-    return ts.types["sensor_msgs/msg/Image"](header=header(ts, t, frame_id), height=f["height"], width=f["width"],
-                                             encoding=encoding, is_bigendian=0, step=f["step"],
-                                             data=np.frombuffer(f["data"], np.uint8))
+    return ts.types["sensor_msgs/msg/Image"](
+        header=header(ts, t, frame_id),
+        height=f["height"],
+        width=f["width"],
+        encoding=encoding,
+        is_bigendian=0,
+        step=f["step"],
+        data=np.frombuffer(f["data"], np.uint8),
+    )
 
 
 def camera_info_msg(ts, cam: Camera, t: float, frame_id: str):
@@ -52,26 +59,39 @@ def camera_info_msg(ts, cam: Camera, t: float, frame_id: str):
     K = cam.K.reshape(-1)
     P = np.array([cam.fx, 0, cam.cx, 0, 0, cam.fy, cam.cy, 0, 0, 0, 1, 0], dtype=np.float64)
     roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-    return T["sensor_msgs/msg/CameraInfo"](header=header(ts, t, frame_id), height=cam.height, width=cam.width,
-                                           distortion_model="plumb_bob", d=np.zeros(5), k=K, r=np.eye(3).reshape(-1),
-                                           p=P, binning_x=0, binning_y=0, roi=roi)
+    return T["sensor_msgs/msg/CameraInfo"](
+        header=header(ts, t, frame_id),
+        height=cam.height,
+        width=cam.width,
+        distortion_model="plumb_bob",
+        d=np.zeros(5),
+        k=K,
+        r=np.eye(3).reshape(-1),
+        p=P,
+        binning_x=0,
+        binning_y=0,
+        roi=roi,
+    )
 
 
 def pose_msg(ts, T_world_cam: np.ndarray, t: float, frame_id: str = "map"):
     from scipy.spatial.transform import Rotation
+
     T = ts.types
     q = Rotation.from_matrix(T_world_cam[:3, :3]).as_quat()
     p = T_world_cam[:3, 3]
-    pose = T["geometry_msgs/msg/Pose"](position=T["geometry_msgs/msg/Point"](x=float(p[0]), y=float(p[1]), z=float(p[2])),
-                                       orientation=T["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]),
-                                                                                    z=float(q[2]), w=float(q[3])))
+    pose = T["geometry_msgs/msg/Pose"](
+        position=T["geometry_msgs/msg/Point"](x=float(p[0]), y=float(p[1]), z=float(p[2])),
+        orientation=T["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])),
+    )
     return T["geometry_msgs/msg/PoseStamped"](header=header(ts, t, frame_id), pose=pose)
 
 
 def compressed_msg(ts, arr: np.ndarray, t: float, frame_id: str):
     fmt, data = encode_compressed(arr)
-    return ts.types["sensor_msgs/msg/CompressedImage"](header=header(ts, t, frame_id), format=fmt,
-                                                       data=np.frombuffer(data, np.uint8))
+    return ts.types["sensor_msgs/msg/CompressedImage"](
+        header=header(ts, t, frame_id), format=fmt, data=np.frombuffer(data, np.uint8)
+    )
 
 
 def odometry_msg(ts, T_world_cam: np.ndarray, t: float, frame_id: str, child: str):
@@ -79,16 +99,19 @@ def odometry_msg(ts, T_world_cam: np.ndarray, t: float, frame_id: str, child: st
     p = pose_msg(ts, T_world_cam, t, frame_id)
     cov = T["geometry_msgs/msg/PoseWithCovariance"](pose=p.pose, covariance=np.zeros(36))
     zero = T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0)
-    tw = T["geometry_msgs/msg/TwistWithCovariance"](twist=T["geometry_msgs/msg/Twist"](linear=zero, angular=zero),
-                                                    covariance=np.zeros(36))
+    tw = T["geometry_msgs/msg/TwistWithCovariance"](
+        twist=T["geometry_msgs/msg/Twist"](linear=zero, angular=zero), covariance=np.zeros(36)
+    )
     return T["nav_msgs/msg/Odometry"](header=p.header, child_frame_id=child, pose=cov, twist=tw)
 
 
 def transform_msg(ts, T_world_cam: np.ndarray, t: float, frame_id: str, child: str):
     T = ts.types
     p = pose_msg(ts, T_world_cam, t, frame_id).pose
-    tr = T["geometry_msgs/msg/Transform"](translation=T["geometry_msgs/msg/Vector3"](
-        x=p.position.x, y=p.position.y, z=p.position.z), rotation=p.orientation)
+    tr = T["geometry_msgs/msg/Transform"](
+        translation=T["geometry_msgs/msg/Vector3"](x=p.position.x, y=p.position.y, z=p.position.z),
+        rotation=p.orientation,
+    )
     return T["geometry_msgs/msg/TransformStamped"](header=header(ts, t, frame_id), child_frame_id=child, transform=tr)
 
 
@@ -102,9 +125,16 @@ class BagWriter:
     depth raw or `<topic>/compressedDepth`, poses as PoseStamped, Odometry or TransformStamped. A topic
     is only added to the bag when something is written on it."""
 
-    def __init__(self, path: str | Path, storage: str = "mcap", camera_frame: str = "camera_color_optical_frame",
-                 topics: NodeConfig | None = None, compressed: bool = False, compressed_depth: bool = False,
-                 pose_type: str = "pose"):
+    def __init__(
+        self,
+        path: str | Path,
+        storage: str = "mcap",
+        camera_frame: str = "camera_color_optical_frame",
+        topics: NodeConfig | None = None,
+        compressed: bool = False,
+        compressed_depth: bool = False,
+        pose_type: str = "pose",
+    ):
         self.ts = typestore(with_ours=False)
         if storage not in ("mcap", "sqlite3"):
             raise ValueError(f"bag storage must be mcap or sqlite3, not {storage!r}")
@@ -117,9 +147,11 @@ class BagWriter:
         self.compressed, self.compressed_depth, self.pose_type = compressed, compressed_depth, pose_type
         self.map_frame = n.map_frame
         self.topics = {
-            "rgb": (n.rgb_topic + "/compressed", "sensor_msgs/msg/CompressedImage") if compressed
+            "rgb": (n.rgb_topic + "/compressed", "sensor_msgs/msg/CompressedImage")
+            if compressed
             else (n.rgb_topic, "sensor_msgs/msg/Image"),
-            "depth": (n.depth_topic + "/compressedDepth", "sensor_msgs/msg/CompressedImage") if compressed_depth
+            "depth": (n.depth_topic + "/compressedDepth", "sensor_msgs/msg/CompressedImage")
+            if compressed_depth
             else (n.depth_topic, "sensor_msgs/msg/Image"),
             "info": (n.camera_info_topic, "sensor_msgs/msg/CameraInfo"),
             "pose": (n.pose_topic, POSE_TYPES[pose_type]),
@@ -142,8 +174,9 @@ class BagWriter:
 
     def write_rgb(self, rgb: np.ndarray, t: float):
         cf = self.camera_frame
-        self._write("rgb", compressed_msg(self.ts, rgb, t, cf) if self.compressed else
-                    image_msg(self.ts, rgb, "rgb8", t, cf), t)
+        self._write(
+            "rgb", compressed_msg(self.ts, rgb, t, cf) if self.compressed else image_msg(self.ts, rgb, "rgb8", t, cf), t
+        )
 
     def write_depth(self, depth_m: np.ndarray, t: float, encoding: str = "16UC1"):
         cf = self.camera_frame
@@ -151,16 +184,21 @@ class BagWriter:
         if self.compressed_depth:
             self._write("depth", compressed_msg(self.ts, mm, t, cf), t)
         else:
-            self._write("depth", image_msg(self.ts, mm if encoding == "16UC1" else depth_m.astype(np.float32),
-                                           encoding, t, cf), t)
+            self._write(
+                "depth",
+                image_msg(self.ts, mm if encoding == "16UC1" else depth_m.astype(np.float32), encoding, t, cf),
+                t,
+            )
 
     def write_info(self, cam: Camera, t: float):
         self._write("info", camera_info_msg(self.ts, cam, t, self.camera_frame), t)
 
     def write_pose(self, T_world_cam: np.ndarray, t: float):
-        make = {"pose": lambda: pose_msg(self.ts, T_world_cam, t, self.map_frame),
-                "odometry": lambda: odometry_msg(self.ts, T_world_cam, t, self.map_frame, self.camera_frame),
-                "transform": lambda: transform_msg(self.ts, T_world_cam, t, self.map_frame, self.camera_frame)}
+        make = {
+            "pose": lambda: pose_msg(self.ts, T_world_cam, t, self.map_frame),
+            "odometry": lambda: odometry_msg(self.ts, T_world_cam, t, self.map_frame, self.camera_frame),
+            "transform": lambda: transform_msg(self.ts, T_world_cam, t, self.map_frame, self.camera_frame),
+        }
         self._write("pose", make[self.pose_type](), t)
 
     def write_gt(self, instances: np.ndarray, t: float):
@@ -193,9 +231,14 @@ def input_connections(connections, cfg: NodeConfig, with_gt: bool | None = None)
         by_topic[c.topic].append(c)
     have = ", ".join(f"{t} [{cs[0].msgtype}]" for t, cs in sorted(by_topic.items())) or "nothing"
     want = {
-        "rgb": [(cfg.rgb_topic, "sensor_msgs/msg/Image"), (cfg.rgb_topic + "/compressed", "sensor_msgs/msg/CompressedImage")],
-        "depth": [(cfg.depth_topic, "sensor_msgs/msg/Image"),
-                  (cfg.depth_topic + "/compressedDepth", "sensor_msgs/msg/CompressedImage")],
+        "rgb": [
+            (cfg.rgb_topic, "sensor_msgs/msg/Image"),
+            (cfg.rgb_topic + "/compressed", "sensor_msgs/msg/CompressedImage"),
+        ],
+        "depth": [
+            (cfg.depth_topic, "sensor_msgs/msg/Image"),
+            (cfg.depth_topic + "/compressedDepth", "sensor_msgs/msg/CompressedImage"),
+        ],
         "info": [(cfg.camera_info_topic, "sensor_msgs/msg/CameraInfo")],
         "pose": [(cfg.pose_topic, t) for t in POSE_TYPES.values()],
         "gt": [(cfg.gt_instances_topic, "sensor_msgs/msg/Image")],
@@ -214,17 +257,26 @@ def input_connections(connections, cfg: NodeConfig, with_gt: bool | None = None)
         else:
             if key == "gt" and not with_gt:
                 continue
-            names = " or ".join(f"{t} [{m}]" for t, m in options) if key != "pose" else \
-                f"{cfg.pose_topic} [{' | '.join(POSE_TYPES.values())}]"
+            names = (
+                " or ".join(f"{t} [{m}]" for t, m in options)
+                if key != "pose"
+                else f"{cfg.pose_topic} [{' | '.join(POSE_TYPES.values())}]"
+            )
             hint = "; oracle perception needs the simulator's instance masks" if key == "gt" else ""
             param = {"info": "camera_info_topic", "gt": "gt_instances_topic"}.get(key, f"{key}_topic")
-            raise BagError(f"bag has no {key} topic {names}{hint} (set node.{param} with --params FILE or "
-                           f"-p node.{param}:=TOPIC); it holds: {have}")
+            raise BagError(
+                f"bag has no {key} topic {names}{hint} (set node.{param} with --params FILE or "
+                f"-p node.{param}:=TOPIC); it holds: {have}"
+            )
     return out
 
 
-def read_frames(path: str | Path, cfg: NodeConfig | None = None, with_gt: bool | None = None,
-                faults: collections.Counter | None = None) -> Iterator[Frame]:
+def read_frames(
+    path: str | Path,
+    cfg: NodeConfig | None = None,
+    with_gt: bool | None = None,
+    faults: collections.Counter | None = None,
+) -> Iterator[Frame]:
     """Frames of a ROS 2 bag (MCAP or sqlite3), assembled exactly as the node assembles them
     (io.assembler.FrameAssembler). `with_gt`: read the simulator's instance masks (None: when the bag
     has them). Skipped inputs are counted by reason in `faults`."""
@@ -236,8 +288,13 @@ def read_frames(path: str | Path, cfg: NodeConfig | None = None, with_gt: bool |
         gt = "gt" in conns and with_gt is not False
         asm = FrameAssembler(cfg, with_gt=gt, on_fault=lambda e: counts.update([e.reason]))
         key_of = {c.id: k for k, cs in conns.items() for c in cs if k != "gt" or gt}
-        add = {"rgb": lambda m: asm.add_image("rgb", m), "depth": lambda m: asm.add_image("depth", m),
-               "gt": lambda m: asm.add_image("gt", m), "info": asm.add_camera_info, "pose": asm.add_pose}
+        add = {
+            "rgb": lambda m: asm.add_image("rgb", m),
+            "depth": lambda m: asm.add_image("depth", m),
+            "gt": lambda m: asm.add_image("gt", m),
+            "info": asm.add_camera_info,
+            "pose": asm.add_pose,
+        }
         for conn, _, raw in reader.messages(connections=[c for cs in conns.values() for c in cs if c.id in key_of]):
             key = key_of[conn.id]
             yield from add[key](ts.deserialize_cdr(raw, conn.msgtype))

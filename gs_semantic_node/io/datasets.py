@@ -13,6 +13,7 @@
 Frames are written at their own resolution; depth at another resolution than colour (ScanNet) is
 resampled by the node's input stage.
 """
+
 from __future__ import annotations
 
 import re
@@ -28,21 +29,22 @@ from ..types import Camera
 from .assembler import PoseBuffer
 from .bags import BagWriter
 
-TUM_INTRINSICS = {   # TUM's documented colour intrinsics per camera (freiburg 1/2/3)
-    "freiburg1": (517.3, 516.5, 318.6, 255.3), "freiburg2": (520.9, 521.0, 325.1, 249.7),
+TUM_INTRINSICS = {  # TUM's documented colour intrinsics per camera (freiburg 1/2/3)
+    "freiburg1": (517.3, 516.5, 318.6, 255.3),
+    "freiburg2": (520.9, 521.0, 325.1, 249.7),
     "freiburg3": (535.4, 539.2, 320.1, 247.6),
 }
 
 
 @dataclass
 class ImportOptions:
-    every: int = 1                 # keep every n-th frame
-    limit: int = 0                 # at most this many frames (0: all)
-    compressed: bool = False       # colour as <rgb_topic>/compressed (JPEG)
-    storage: str = "mcap"          # mcap | sqlite3
-    fps: float = 30.0              # frames: stamps when the dataset has none
-    depth_scale: float = 1000.0    # frames: depth units per metre (1000: mm; TUM 5000)
-    depth_invalid: float = 65535   # frames: depth value meaning "no depth" (besides 0)
+    every: int = 1  # keep every n-th frame
+    limit: int = 0  # at most this many frames (0: all)
+    compressed: bool = False  # colour as <rgb_topic>/compressed (JPEG)
+    storage: str = "mcap"  # mcap | sqlite3
+    fps: float = 30.0  # frames: stamps when the dataset has none
+    depth_scale: float = 1000.0  # frames: depth units per metre (1000: mm; TUM 5000)
+    depth_invalid: float = 65535  # frames: depth value meaning "no depth" (besides 0)
 
 
 def _read_list(path: Path) -> list[tuple[float, str]]:
@@ -56,6 +58,7 @@ def _read_list(path: Path) -> list[tuple[float, str]]:
 
 def _quat_pose(v) -> np.ndarray:
     from scipy.spatial.transform import Rotation
+
     T = np.eye(4)
     T[:3, 3] = v[:3]
     T[:3, :3] = Rotation.from_quat(v[3:7]).as_matrix()
@@ -72,19 +75,31 @@ def _writer(out: Path, o: ImportOptions, topics: NodeConfig | None) -> BagWriter
     bag = out / "bag"
     if bag.exists():
         import shutil
+
         shutil.rmtree(bag)
     return BagWriter(bag, storage=o.storage, topics=topics, compressed=o.compressed)
 
 
-def import_tum(src: str | Path, out: str | Path, o: ImportOptions | None = None,
-               topics: NodeConfig | None = None, camera: str | None = None) -> int:
+def import_tum(
+    src: str | Path,
+    out: str | Path,
+    o: ImportOptions | None = None,
+    topics: NodeConfig | None = None,
+    camera: str | None = None,
+) -> int:
     """TUM RGB-D sequence -> OUT/bag; returns the number of frames written."""
     src, out, o = Path(src), Path(out), o or ImportOptions()
     rgb, depth = _read_list(src / "rgb.txt"), _read_list(src / "depth.txt")
-    gt = np.array([[float(x) for x in line.split()[:8]] for line in (src / "groundtruth.txt").read_text().splitlines()
-                   if line.strip() and not line.startswith("#")])
-    cam_name = camera or next((k for k in TUM_INTRINSICS if k in src.resolve().name or k in str(src.resolve())),
-                              "freiburg1")
+    gt = np.array(
+        [
+            [float(x) for x in line.split()[:8]]
+            for line in (src / "groundtruth.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+    )
+    cam_name = camera or next(
+        (k for k in TUM_INTRINSICS if k in src.resolve().name or k in str(src.resolve())), "freiburg1"
+    )
     fx, fy, cx, cy = TUM_INTRINSICS[cam_name]
     poses = PoseBuffer(max_gap=0.1, size=len(gt) + 1)
     for row in gt:
@@ -96,7 +111,7 @@ def import_tum(src: str | Path, out: str | Path, o: ImportOptions | None = None,
             t, name = rgb[i]
             T = poses.at(t, slop=0.02)
             if T is None:
-                continue                      # outside the motion-capture trajectory
+                continue  # outside the motion-capture trajectory
             j = int(np.argmin(np.abs(d_t - t)))
             img = np.asarray(Image.open(src / name).convert("RGB"))
             dep = np.asarray(Image.open(src / depth[j][1])).astype(np.float32) / 5000.0
@@ -122,7 +137,7 @@ def _intrinsics(path: Path, width: int, height: int) -> Camera:
     return Camera(float(fx), float(fy), float(cx), float(cy), width, height)
 
 
-FRAME_LAYOUTS = {   # name: (colour glob, depth glob, pose glob, intrinsics file or None)
+FRAME_LAYOUTS = {  # name: (colour glob, depth glob, pose glob, intrinsics file or None)
     "7scenes": ("frame-*.color.png", "frame-*.depth.png", "frame-*.pose.txt", None),
     "scannet": ("color/*.jpg", "depth/*.png", "pose/*.txt", "intrinsic/intrinsic_color.txt"),
 }
@@ -135,8 +150,16 @@ def _frame_number(p: Path) -> int:
     return int(m[0])
 
 
-def import_frames(src: str | Path, out: str | Path, o: ImportOptions | None = None, color: str = "",
-                  depth: str = "", pose: str = "", intrinsics: str = "", topics: NodeConfig | None = None) -> int:
+def import_frames(
+    src: str | Path,
+    out: str | Path,
+    o: ImportOptions | None = None,
+    color: str = "",
+    depth: str = "",
+    pose: str = "",
+    intrinsics: str = "",
+    topics: NodeConfig | None = None,
+) -> int:
     """Per-frame files -> OUT/bag (layout auto-detected as 7-Scenes or ScanNet unless globs are given)."""
     src, out, o = Path(src), Path(out), o or ImportOptions()
     if not (color and depth and pose):
@@ -146,7 +169,9 @@ def import_frames(src: str | Path, out: str | Path, o: ImportOptions | None = No
                 intrinsics = intrinsics or (str(src / k) if k else "")
                 break
         else:
-            raise ValueError(f"{src}: no known frame layout ({', '.join(FRAME_LAYOUTS)}); give --color/--depth/--pose globs")
+            raise ValueError(
+                f"{src}: no known frame layout ({', '.join(FRAME_LAYOUTS)}); give --color/--depth/--pose globs"
+            )
     files = {k: {_frame_number(p): p for p in src.glob(g)} for k, g in (("c", color), ("d", depth), ("p", pose))}
     ids = sorted(set(files["c"]) & set(files["d"]) & set(files["p"]))
     if not ids:
@@ -155,7 +180,7 @@ def import_frames(src: str | Path, out: str | Path, o: ImportOptions | None = No
     h, wd = first.shape[:2]
     if intrinsics:
         cam = _intrinsics(Path(intrinsics), wd, h)
-    else:                         # 7-Scenes publishes no file; its Kinect's nominal intrinsics
+    else:  # 7-Scenes publishes no file; its Kinect's nominal intrinsics
         cam = Camera(585.0, 585.0, 320.0, 240.0, wd, h)
     n = 0
     with _writer(out, o, topics) as w:
@@ -163,7 +188,7 @@ def import_frames(src: str | Path, out: str | Path, o: ImportOptions | None = No
             i = ids[k]
             T = np.loadtxt(files["p"][i]).reshape(4, 4)
             if not np.all(np.isfinite(T)):
-                continue                      # ScanNet marks untracked frames with inf poses
+                continue  # ScanNet marks untracked frames with inf poses
             t = 1000.0 + i / o.fps
             img = np.asarray(Image.open(files["c"][i]).convert("RGB"))
             raw = np.asarray(Image.open(files["d"][i])).astype(np.float32)

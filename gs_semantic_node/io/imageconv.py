@@ -4,14 +4,21 @@ Works on the message *fields*, so the same code serves rclpy messages and rosbag
 Every malformed input raises ImageError with a short machine-readable `reason` that the node
 counts and logs once per kind.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 # encoding -> (channels, numpy dtype)
 ENCODINGS = {
-    "rgb8": (3, np.uint8), "bgr8": (3, np.uint8), "rgba8": (4, np.uint8), "bgra8": (4, np.uint8),
-    "mono8": (1, np.uint8), "8UC1": (1, np.uint8), "16UC1": (1, np.uint16), "mono16": (1, np.uint16),
+    "rgb8": (3, np.uint8),
+    "bgr8": (3, np.uint8),
+    "rgba8": (4, np.uint8),
+    "bgra8": (4, np.uint8),
+    "mono8": (1, np.uint8),
+    "8UC1": (1, np.uint8),
+    "16UC1": (1, np.uint16),
+    "mono16": (1, np.uint16),
     "32FC1": (1, np.float32),
 }
 
@@ -35,17 +42,24 @@ def decode_image(encoding: str, height: int, width: int, step: int, is_bigendian
     if step < row:
         raise ImageError("size", f"step {step} < width*channels*bytes {row}")
     try:
-        buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1).view(np.uint8)
+        buf = (
+            np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1).view(np.uint8)
+        )
     except (TypeError, ValueError):
         try:
             buf = np.frombuffer(bytes(data), dtype=np.uint8)
         except (TypeError, ValueError) as e:
             raise ImageError("size", f"image data is not a byte buffer ({type(data).__name__})") from e
     if buf.size < step * (height - 1) + row:
-        raise ImageError("size", f"data has {buf.size} bytes, {encoding} {width}x{height} step {step} needs "
-                                 f"{step * (height - 1) + row}")
-    rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row), strides=(step, 1)) if step != row else \
-        buf[:height * row].reshape(height, row)
+        raise ImageError(
+            "size",
+            f"data has {buf.size} bytes, {encoding} {width}x{height} step {step} needs {step * (height - 1) + row}",
+        )
+    rows = (
+        np.lib.stride_tricks.as_strided(buf, shape=(height, row), strides=(step, 1))
+        if step != row
+        else buf[: height * row].reshape(height, row)
+    )
     order = ">" if is_bigendian else "<"
     arr = np.ascontiguousarray(rows).view(np.dtype(dt).newbyteorder(order) if itemsize > 1 else dt)
     arr = arr.reshape(height, width, ch).astype(dt, copy=False)
@@ -66,8 +80,14 @@ def encode_image(arr: np.ndarray, encoding: str) -> dict:
         a = a[..., [2, 1, 0] + ([3] if ch == 4 else [])]
     a = np.ascontiguousarray(a.astype(np.dtype(dt).newbyteorder("<")))
     h, w = a.shape[:2]
-    return {"encoding": encoding, "height": h, "width": w, "step": w * ch * np.dtype(dt).itemsize,
-            "is_bigendian": 0, "data": a.tobytes()}
+    return {
+        "encoding": encoding,
+        "height": h,
+        "width": w,
+        "step": w * ch * np.dtype(dt).itemsize,
+        "is_bigendian": 0,
+        "data": a.tobytes(),
+    }
 
 
 def depth_to_metres(depth: np.ndarray, encoding: str, unit: str = "auto") -> np.ndarray:
@@ -92,6 +112,7 @@ def _pil_decode(data: bytes, what: str):
     import io
 
     from PIL import Image, UnidentifiedImageError
+
     try:
         img = Image.open(io.BytesIO(data))
         img.load()
@@ -131,6 +152,7 @@ def encode_compressed(arr: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> 
     import io
 
     from PIL import Image
+
     buf = io.BytesIO()
     a = np.asarray(arr)
     if a.dtype == np.uint16:
@@ -159,11 +181,14 @@ def pack_rgb(rgb: np.ndarray) -> np.ndarray:
     return u.view(np.float32)
 
 
-def build_cloud_data(xyz: np.ndarray, rgb: np.ndarray, object_id: np.ndarray, class_id: np.ndarray) -> tuple[bytes, int]:
+def build_cloud_data(
+    xyz: np.ndarray, rgb: np.ndarray, object_id: np.ndarray, class_id: np.ndarray
+) -> tuple[bytes, int]:
     """Structured buffer x,y,z,rgb (float32), object_id, class_id (uint32); returns (bytes, point_step)."""
     n = xyz.shape[0]
-    rec = np.zeros(n, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<f4"),
-                             ("object_id", "<u4"), ("class_id", "<u4")])
+    rec = np.zeros(
+        n, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<f4"), ("object_id", "<u4"), ("class_id", "<u4")]
+    )
     rec["x"], rec["y"], rec["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
     rec["rgb"] = pack_rgb(rgb)
     rec["object_id"] = object_id.astype(np.uint32)
@@ -171,5 +196,11 @@ def build_cloud_data(xyz: np.ndarray, rgb: np.ndarray, object_id: np.ndarray, cl
     return rec.tobytes(), rec.dtype.itemsize
 
 
-CLOUD_FIELDS = [("x", PF_FLOAT32), ("y", PF_FLOAT32), ("z", PF_FLOAT32), ("rgb", PF_FLOAT32),
-                ("object_id", PF_UINT32), ("class_id", PF_UINT32)]
+CLOUD_FIELDS = [
+    ("x", PF_FLOAT32),
+    ("y", PF_FLOAT32),
+    ("z", PF_FLOAT32),
+    ("rgb", PF_FLOAT32),
+    ("object_id", PF_UINT32),
+    ("class_id", PF_UINT32),
+]

@@ -6,6 +6,7 @@ Crash safety: both files are written to temporaries first; the previous sidecar 
 matching sidecar (new or .prev), so the last complete map always loads. Loading validates
 everything and raises MapFileError without touching the caller's map.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,8 +21,22 @@ from plyfile import PlyData
 
 from ..mapping.gaussians import SH_C0
 
-REQUIRED = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
-            "rot_0", "rot_1", "rot_2", "rot_3")
+REQUIRED = (
+    "x",
+    "y",
+    "z",
+    "f_dc_0",
+    "f_dc_1",
+    "f_dc_2",
+    "opacity",
+    "scale_0",
+    "scale_1",
+    "scale_2",
+    "rot_0",
+    "rot_1",
+    "rot_2",
+    "rot_3",
+)
 
 
 class MapFileError(RuntimeError):
@@ -38,8 +53,7 @@ def confined_path(map_dir: str | Path, name: str) -> Path:
         raise MapFileError("empty map name")
     p = Path(n)
     if p.is_absolute() or n.startswith("~") or ".." in p.parts or "\0" in n:
-        raise MapFileError(f"map name {name!r} refused: give a name relative to node.map_dir ({base}), "
-                           "without '..'")
+        raise MapFileError(f"map name {name!r} refused: give a name relative to node.map_dir ({base}), without '..'")
     full = (base / p).resolve()
     files = _paths(full)
     for q in (full, *files, *(f.with_name(f.name + ".tmp") for f in files)):
@@ -67,30 +81,51 @@ def save_map(path: str | Path, arrays: dict, records: dict | None = None, meta: 
     """arrays: GaussianMap.snapshot() (+ optional 'votes'); records: {id: {"views": [(weight, embedding), ...],
     "n_masks": int, "last_seen": float}} (the object registry's state)."""
     from gsplat import export_splats
+
     ply, side, prev = _paths(path)
     ply.parent.mkdir(parents=True, exist_ok=True)
-    t = lambda k: torch.as_tensor(np.asarray(arrays[k]), dtype=torch.float32)  # noqa: E731
+
+    def t(k):
+        return torch.as_tensor(np.asarray(arrays[k]), dtype=torch.float32)
+
     sh0 = ((t("rgb") - 0.5) / SH_C0)[:, None, :]
     op = t("opacities").clamp(1e-6, 1 - 1e-6)
     if len(sh0):
-        data = export_splats(means=t("means"), scales=torch.log(t("scales").clamp(min=1e-9)), quats=t("quats"),
-                             opacities=torch.log(op / (1 - op)), sh0=sh0, shN=torch.zeros(len(sh0), 0, 3), format="ply")
-    else:   # an empty map is a valid map (export_splats cannot shape zero rows)
+        data = export_splats(
+            means=t("means"),
+            scales=torch.log(t("scales").clamp(min=1e-9)),
+            quats=t("quats"),
+            opacities=torch.log(op / (1 - op)),
+            sh0=sh0,
+            shN=torch.zeros(len(sh0), 0, 3),
+            format="ply",
+        )
+    else:  # an empty map is a valid map (export_splats cannot shape zero rows)
         from plyfile import PlyElement
+
         buf0 = io.BytesIO()
         PlyData([PlyElement.describe(np.zeros(0, dtype=[(k, "<f4") for k in REQUIRED]), "vertex")]).write(buf0)
         data = buf0.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    rec = {str(k): {"views": [[float(w), np.asarray(e, np.float32).tolist()] for w, e in r["views"]],
-                    "n_masks": int(r.get("n_masks", 0)), "last_seen": float(r.get("last_seen", 0.0))}
-           for k, r in (records or {}).items()}
+    rec = {
+        str(k): {
+            "views": [[float(w), np.asarray(e, np.float32).tolist()] for w, e in r["views"]],
+            "n_masks": int(r.get("n_masks", 0)),
+            "last_seen": float(r.get("last_seen", 0.0)),
+        }
+        for k, r in (records or {}).items()
+    }
     buf = io.BytesIO()
-    np.savez_compressed(buf, object_id=np.asarray(arrays["object_id"], np.int32),
-                        confidence=np.asarray(arrays["confidence"], np.float32),
-                        features=np.asarray(arrays["features"], np.float32),
-                        votes=np.asarray(arrays.get("votes", np.zeros((len(sh0), 0))), np.float32),
-                        header=np.frombuffer(json.dumps({"ply_sha256": digest, "n": len(sh0), "records": rec,
-                                                         "meta": meta or {}}).encode(), np.uint8))
+    np.savez_compressed(
+        buf,
+        object_id=np.asarray(arrays["object_id"], np.int32),
+        confidence=np.asarray(arrays["confidence"], np.float32),
+        features=np.asarray(arrays["features"], np.float32),
+        votes=np.asarray(arrays.get("votes", np.zeros((len(sh0), 0))), np.float32),
+        header=np.frombuffer(
+            json.dumps({"ply_sha256": digest, "n": len(sh0), "records": rec, "meta": meta or {}}).encode(), np.uint8
+        ),
+    )
     tmp_ply, tmp_side = ply.with_name(ply.name + ".tmp"), side.with_name(side.name + ".tmp")
     _fsync_write(tmp_ply, data)
     _fsync_write(tmp_side, buf.getvalue())
@@ -145,11 +180,14 @@ def load_map(path: str | Path) -> tuple[dict, dict, dict]:
         raise MapFileError(f"sidecar of {ply} does not match its {n} Gaussians")
     means = np.stack([v["x"], v["y"], v["z"]], 1)
     arrays = {
-        "means": means, "quats": np.stack([v[f"rot_{i}"] for i in range(4)], 1),
+        "means": means,
+        "quats": np.stack([v[f"rot_{i}"] for i in range(4)], 1),
         "scales": np.exp(np.stack([v[f"scale_{i}"] for i in range(3)], 1)),
         "opacities": 1 / (1 + np.exp(-v["opacity"])),
         "rgb": np.clip(np.stack([v[f"f_dc_{i}"] for i in range(3)], 1) * SH_C0 + 0.5, 0, 1),
-        "object_id": sem["object_id"], "confidence": sem["confidence"], "features": sem["features"],
+        "object_id": sem["object_id"],
+        "confidence": sem["confidence"],
+        "features": sem["features"],
     }
     if sem["votes"].size:
         arrays["votes"] = sem["votes"]
@@ -164,7 +202,10 @@ def load_map(path: str | Path) -> tuple[dict, dict, dict]:
 
 
 def _record(val) -> dict:
-    if isinstance(val, list):           # maps saved before records kept their counts: one mask per view kept
+    if isinstance(val, list):  # maps saved before records kept their counts: one mask per view kept
         val = {"views": val, "n_masks": len(val), "last_seen": 0.0}
-    return {"views": [(float(w), np.asarray(e, np.float32)) for w, e in val["views"]],
-            "n_masks": int(val["n_masks"]), "last_seen": float(val["last_seen"])}
+    return {
+        "views": [(float(w), np.asarray(e, np.float32)) for w, e in val["views"]],
+        "n_masks": int(val["n_masks"]),
+        "last_seen": float(val["last_seen"]),
+    }

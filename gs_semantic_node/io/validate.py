@@ -1,6 +1,7 @@
 """Input validation at the ROS boundary (no rclpy here: it reads message fields, so tests and
 bags use it the same way). Every rejected input raises InputFault(reason); the node counts
 reasons, logs one line per kind (rate-limited) and skips the input."""
+
 from __future__ import annotations
 
 import collections
@@ -29,6 +30,7 @@ def stamp_seconds(header) -> float:
 
 def pose_matrix(position, orientation) -> np.ndarray:
     from scipy.spatial.transform import Rotation
+
     q = np.array([orientation.x, orientation.y, orientation.z, orientation.w], dtype=np.float64)
     p = np.array([position.x, position.y, position.z], dtype=np.float64)
     if not (np.all(np.isfinite(q)) and np.all(np.isfinite(p))):
@@ -48,7 +50,7 @@ def pose_from_msg(msg) -> np.ndarray:
     if hasattr(msg, "transform"):
         return pose_matrix(msg.transform.translation, msg.transform.rotation)
     pose = msg.pose
-    if hasattr(pose, "pose"):           # Odometry / PoseWithCovarianceStamped
+    if hasattr(pose, "pose"):  # Odometry / PoseWithCovarianceStamped
         pose = pose.pose
     return pose_matrix(pose.position, pose.orientation)
 
@@ -119,8 +121,9 @@ class InputValidator:
         if rgb.shape[:2] != draw.shape[:2]:
             draw = resample_depth(draw, rgb.shape[:2])
         if (cam.height, cam.width) != rgb.shape[:2]:
-            raise InputFault("camera_info_mismatch", f"camera_info {cam.width}x{cam.height} vs image "
-                                                      f"{rgb.shape[1]}x{rgb.shape[0]}")
+            raise InputFault(
+                "camera_info_mismatch", f"camera_info {cam.width}x{cam.height} vs image {rgb.shape[1]}x{rgb.shape[0]}"
+            )
         depth = depth_to_metres(draw, denc, self.cfg.depth_unit)
         if float((depth > 0).mean()) < 0.01:
             raise InputFault("depth_invalid", "depth is NaN/inf/zero almost everywhere")
@@ -139,14 +142,15 @@ class InputValidator:
             dist = float(np.linalg.norm(T[:3, 3] - self.last_pose[:3, 3]))
             dt = max(stamp - self.last_stamp, 0.1)
             if dist > self.cfg.max_speed * dt:
-                raise InputFault("pose_jump", f"camera moved {dist:.2f} m in {dt:.2f} s "
-                                              f"(> node.max_speed={self.cfg.max_speed} m/s)")
+                raise InputFault(
+                    "pose_jump", f"camera moved {dist:.2f} m in {dt:.2f} s (> node.max_speed={self.cfg.max_speed} m/s)"
+                )
         gt = None
         if gt_msg is not None:
             g, _ = self.image(gt_msg, DEPTH_ENCODINGS)
             gt = g.astype(np.int32) if g.shape == draw.shape else None
         if self.camera is not None and self.camera != cam:
-            self.counts["camera_info_changed"] += 1     # accepted: intrinsics may change (zoom, re-calibration)
+            self.counts["camera_info_changed"] += 1  # accepted: intrinsics may change (zoom, re-calibration)
         self.camera = cam
         self.last_stamp, self.last_pose = stamp, T
         self.accepted += 1
@@ -164,8 +168,11 @@ def resample_depth(depth: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     is not the same field of view)."""
     (h, w), (H, W) = depth.shape[:2], shape
     if abs(w / h - W / H) > 0.01 * (W / H):
-        raise InputFault("size_mismatch", f"depth {w}x{h} and colour {W}x{H} differ in aspect ratio: depth must be "
-                                          "registered to the colour camera (e.g. RealSense aligned_depth_to_color)")
+        raise InputFault(
+            "size_mismatch",
+            f"depth {w}x{h} and colour {W}x{H} differ in aspect ratio: depth must be "
+            "registered to the colour camera (e.g. RealSense aligned_depth_to_color)",
+        )
     rows = np.minimum(((np.arange(H) + 0.5) * h / H).astype(np.int64), h - 1)
     cols = np.minimum(((np.arange(W) + 0.5) * w / W).astype(np.int64), w - 1)
     return depth[rows[:, None], cols[None, :]]
@@ -190,6 +197,6 @@ class ApproxSync:
             if best is None or abs(best[0] - stamp) > self.slop:
                 return None
             out[k] = best
-        for k, (_, m) in out.items():      # consume the matched messages (by identity)
+        for k, (_, m) in out.items():  # consume the matched messages (by identity)
             self.buf[k] = collections.deque((e for e in self.buf[k] if e[1] is not m), maxlen=self.buf[k].maxlen)
         return {k: m for k, (_, m) in out.items()}

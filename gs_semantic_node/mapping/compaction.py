@@ -8,13 +8,13 @@ Gaussians of one object that share a voxel into one moment-matched Gaussian keep
 covered at a coarser resolution: the voxel is the smallest that brings the map under the target,
 so the densest regions give up detail first, and labels never mix across objects.
 """
+
 from __future__ import annotations
 
 import torch
 
 from .gaussians import GaussianMap
 from .rasterizer import quat_to_rotmat
-
 
 # The members' spread counts 1.5x: moment matching alone leaves a tiling of merged Gaussians
 # at ~0.3 voxel std, too thin to close (alpha < 0.5 between neighbours) until optimised again.
@@ -30,11 +30,15 @@ def rotmat_to_quat(m: torch.Tensor) -> torch.Tensor:
     s = 2 * c.gather(-1, k).clamp(min=1e-12).sqrt()[..., 0]
     d21, d02, d10 = m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]
     s01, s02, s12 = m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1]
-    q = torch.stack([
-        torch.stack([s / 4, d21 / s, d02 / s, d10 / s], -1),
-        torch.stack([d21 / s, s / 4, s01 / s, s02 / s], -1),
-        torch.stack([d02 / s, s01 / s, s / 4, s12 / s], -1),
-        torch.stack([d10 / s, s02 / s, s12 / s, s / 4], -1)], -2)
+    q = torch.stack(
+        [
+            torch.stack([s / 4, d21 / s, d02 / s, d10 / s], -1),
+            torch.stack([d21 / s, s / 4, s01 / s, s02 / s], -1),
+            torch.stack([d02 / s, s01 / s, s / 4, s12 / s], -1),
+            torch.stack([d10 / s, s02 / s, s12 / s, s / 4], -1),
+        ],
+        -2,
+    )
     q = q.gather(-2, k[..., None].expand(*k.shape[:-1], 1, 4))[..., 0, :]
     q = torch.where(q[..., :1] < 0, -q, q)
     return torch.nn.functional.normalize(q, dim=-1)
@@ -108,7 +112,7 @@ def merge_groups(gmap: GaussianMap, idx: torch.Tensor, inverse: torch.Tensor) ->
 
     mu = wmean(mu_i)
     R = quat_to_rotmat(a["quats"][idx])
-    cov_i = R @ torch.diag_embed(s_i ** 2) @ R.transpose(1, 2)
+    cov_i = R @ torch.diag_embed(s_i**2) @ R.transpose(1, 2)
     dm = mu_i - mu[inverse]
     cov = wmean(cov_i + SPREAD * dm[:, :, None] * dm[:, None, :])
     evals, evecs = torch.linalg.eigh(cov.double())
@@ -119,9 +123,13 @@ def merge_groups(gmap: GaussianMap, idx: torch.Tensor, inverse: torch.Tensor) ->
     opacity = wmean(op_i).clamp(1e-4, 1 - 1e-4)
 
     first = torch.full((G,), n, dtype=torch.long, device=idx.device).scatter_reduce_(0, inverse, idx, "amin")
-    state = {"object_id": gmap.state["object_id"][first], "confidence": wmean(gmap.state["confidence"][idx]),
-             "votes": torch.zeros(G, gmap.state["votes"].shape[1], device=gmap.device).index_add_(
-                 0, inverse, gmap.state["votes"][idx])}
+    state = {
+        "object_id": gmap.state["object_id"][first],
+        "confidence": wmean(gmap.state["confidence"][idx]),
+        "votes": torch.zeros(G, gmap.state["votes"].shape[1], device=gmap.device).index_add_(
+            0, inverse, gmap.state["votes"][idx]
+        ),
+    }
     features = wmean(gmap.params["features"][idx])
     sh0 = wmean(gmap.params["sh0"][idx])
 

@@ -5,6 +5,7 @@ split and remove Gaussians while keeping Adam's moments consistent. Semantic lab
 (object id, confidence, per-object votes) live in gsplat's `state` dict, which those same ops
 index, so children inherit their parent's labels and pruning keeps everything aligned.
 """
+
 from __future__ import annotations
 
 import threading
@@ -26,8 +27,9 @@ def sh0_to_rgb(sh0: torch.Tensor) -> torch.Tensor:
 
 
 class GaussianMap:
-    def __init__(self, feature_dim: int = 16, device: str | torch.device = "cpu", lrs: dict | None = None,
-                 max_objects: int = 128):
+    def __init__(
+        self, feature_dim: int = 16, device: str | torch.device = "cpu", lrs: dict | None = None, max_objects: int = 128
+    ):
         self.device = torch.device(device)
         self.feature_dim = feature_dim
         self.max_objects = max_objects
@@ -35,10 +37,20 @@ class GaussianMap:
         self.lrs = {"means": 1e-3, "quats": 1e-3, "scales": 5e-3, "opacities": 5e-2, "sh0": 5e-3, "features": 1e-2}
         if lrs:
             self.lrs.update(lrs)
-        z = lambda *s: torch.zeros(*s, device=self.device)  # noqa: E731
-        self.params = torch.nn.ParameterDict({
-            "means": z(0, 3), "quats": z(0, 4), "scales": z(0, 3), "opacities": z(0),
-            "sh0": z(0, 3), "features": z(0, feature_dim)})
+
+        def z(*s):
+            return torch.zeros(*s, device=self.device)
+
+        self.params = torch.nn.ParameterDict(
+            {
+                "means": z(0, 3),
+                "quats": z(0, 4),
+                "scales": z(0, 3),
+                "opacities": z(0),
+                "sh0": z(0, 3),
+                "features": z(0, feature_dim),
+            }
+        )
         self.state: dict[str, torch.Tensor] = {
             "object_id": torch.zeros(0, dtype=torch.int32, device=self.device),
             "confidence": z(0),
@@ -61,15 +73,28 @@ class GaussianMap:
 
     def activated(self) -> dict[str, torch.Tensor]:
         """Render-ready tensors (linear scales, [0,1] opacities, rgb)."""
-        return {"means": self.params["means"], "quats": self.params["quats"],
-                "scales": torch.exp(self.params["scales"]), "opacities": torch.sigmoid(self.params["opacities"]),
-                "rgb": sh0_to_rgb(self.params["sh0"]), "features": self.params["features"]}
+        return {
+            "means": self.params["means"],
+            "quats": self.params["quats"],
+            "scales": torch.exp(self.params["scales"]),
+            "opacities": torch.sigmoid(self.params["opacities"]),
+            "rgb": sh0_to_rgb(self.params["sh0"]),
+            "features": self.params["features"],
+        }
 
     # ------------------------------------------------------------------ growth
     @torch.no_grad()
-    def append(self, means: torch.Tensor, rgb: torch.Tensor, scales: torch.Tensor, opacity: float | torch.Tensor = 0.7,
-               quats: torch.Tensor | None = None, features: torch.Tensor | None = None,
-               sh0: torch.Tensor | None = None, state: dict[str, torch.Tensor] | None = None):
+    def append(
+        self,
+        means: torch.Tensor,
+        rgb: torch.Tensor,
+        scales: torch.Tensor,
+        opacity: float | torch.Tensor = 0.7,
+        quats: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+        sh0: torch.Tensor | None = None,
+        state: dict[str, torch.Tensor] | None = None,
+    ):
         """Add Gaussians (optimizer moments start at zero for the new rows); identity rotation, small
         random features and no labels unless given (`sh0` replaces `rgb` when given)."""
         n = means.shape[0]
@@ -81,11 +106,16 @@ class GaussianMap:
             quats[:, 0] = 1
         quats = quats.to(dev).float()
         op = torch.as_tensor(opacity, dtype=torch.float64, device=dev).expand(n)
-        new = {"means": means.to(dev).float(), "quats": quats, "scales": torch.log(scales.to(dev).float()),
-               "opacities": torch.log(op / (1 - op)).float(),
-               "sh0": rgb_to_sh0(rgb.to(dev).float()) if sh0 is None else sh0.to(dev).float(),
-               "features": (0.01 * torch.randn(n, self.feature_dim, device=dev) if features is None
-                            else features.to(dev).float())}
+        new = {
+            "means": means.to(dev).float(),
+            "quats": quats,
+            "scales": torch.log(scales.to(dev).float()),
+            "opacities": torch.log(op / (1 - op)).float(),
+            "sh0": rgb_to_sh0(rgb.to(dev).float()) if sh0 is None else sh0.to(dev).float(),
+            "features": (
+                0.01 * torch.randn(n, self.feature_dim, device=dev) if features is None else features.to(dev).float()
+            ),
+        }
 
         def param_fn(name, p):
             return torch.nn.Parameter(torch.cat([p, new[name]]), requires_grad=p.requires_grad)
@@ -95,9 +125,12 @@ class GaussianMap:
 
         # gsplat's own mechanism for editing params together with Adam state.
         gs_ops._update_param_with_optimizer(param_fn, optimizer_fn, self.params, self.optimizers)
-        for k, v in self.state.items():   # new Gaussians start unlabelled (id 0, no votes) unless given
-            add = (state[k].to(dev, v.dtype) if state and k in state
-                   else torch.zeros((n, *v.shape[1:]), dtype=v.dtype, device=dev))
+        for k, v in self.state.items():  # new Gaussians start unlabelled (id 0, no votes) unless given
+            add = (
+                state[k].to(dev, v.dtype)
+                if state and k in state
+                else torch.zeros((n, *v.shape[1:]), dtype=v.dtype, device=dev)
+            )
             self.state[k] = torch.cat([v, add])
 
     @torch.no_grad()
@@ -137,16 +170,29 @@ class GaussianMap:
         """Replace the whole map (used by map loading); optimizer state starts fresh."""
         with self.lock:
             dev = self.device
-            t = lambda k: torch.as_tensor(np.asarray(arrays[k]), dtype=torch.float32, device=dev)  # noqa: E731
+
+            def t(k):
+                return torch.as_tensor(np.asarray(arrays[k]), dtype=torch.float32, device=dev)
+
             op = t("opacities").clamp(1e-6, 1 - 1e-6)
             self.feature_dim = int(arrays["features"].shape[1])
-            self.params = torch.nn.ParameterDict({
-                "means": t("means"), "quats": t("quats"), "scales": torch.log(t("scales").clamp(min=1e-9)),
-                "opacities": torch.log(op / (1 - op)), "sh0": rgb_to_sh0(t("rgb")), "features": t("features")})
+            self.params = torch.nn.ParameterDict(
+                {
+                    "means": t("means"),
+                    "quats": t("quats"),
+                    "scales": torch.log(t("scales").clamp(min=1e-9)),
+                    "opacities": torch.log(op / (1 - op)),
+                    "sh0": rgb_to_sh0(t("rgb")),
+                    "features": t("features"),
+                }
+            )
             n = len(self)
             self.state["object_id"] = torch.as_tensor(arrays["object_id"], dtype=torch.int32, device=dev)
             self.state["confidence"] = t("confidence")
             votes = arrays.get("votes")
-            self.state["votes"] = (torch.as_tensor(votes, dtype=torch.float32, device=dev) if votes is not None
-                                   else torch.zeros(n, self.max_objects, device=dev))
+            self.state["votes"] = (
+                torch.as_tensor(votes, dtype=torch.float32, device=dev)
+                if votes is not None
+                else torch.zeros(n, self.max_objects, device=dev)
+            )
             self._make_optimizers()

@@ -5,6 +5,7 @@ Per keyframe: seed Gaussians (flat discs in the observed surface) where the map 
 window of recent + random past keyframes on RGB + depth L1, then prune transparent Gaussians, split
 oversized ones and enforce the Gaussian cap.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,11 @@ def raster_K(camera: Camera) -> np.ndarray:
 def backproject(depth: torch.Tensor, camera: Camera, T_world_cam: torch.Tensor) -> torch.Tensor:
     """(H,W) metric depth -> (H,W,3) points in the map frame (ROS pixel-centre convention)."""
     H, W = depth.shape
-    v, u = torch.meshgrid(torch.arange(H, device=depth.device, dtype=depth.dtype),
-                          torch.arange(W, device=depth.device, dtype=depth.dtype), indexing="ij")
+    v, u = torch.meshgrid(
+        torch.arange(H, device=depth.device, dtype=depth.dtype),
+        torch.arange(W, device=depth.device, dtype=depth.dtype),
+        indexing="ij",
+    )
     pc = torch.stack([(u - camera.cx) / camera.fx * depth, (v - camera.cy) / camera.fy * depth, depth], -1)
     return pc @ T_world_cam[:3, :3].T + T_world_cam[:3, 3]
 
@@ -51,20 +55,27 @@ def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Hamilton product of (..., 4) wxyz quaternions."""
     aw, ax, ay, az = a.unbind(-1)
     bw, bx, by, bz = b.unbind(-1)
-    return torch.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
-                        aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
+    return torch.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        -1,
+    )
 
 
 @dataclass
 class Keyframe:
     index: int
     stamp: float
-    camera: Camera                 # at working resolution
-    rgb: torch.Tensor              # (H,W,3) float [0,1]
-    depth: torch.Tensor            # (H,W) m, 0 invalid
-    T_world_cam: torch.Tensor      # (4,4)
-    viewmat: torch.Tensor          # (4,4)
-    K: torch.Tensor                # (3,3) rasterizer convention
+    camera: Camera  # at working resolution
+    rgb: torch.Tensor  # (H,W,3) float [0,1]
+    depth: torch.Tensor  # (H,W) m, 0 invalid
+    T_world_cam: torch.Tensor  # (4,4)
+    viewmat: torch.Tensor  # (4,4)
+    K: torch.Tensor  # (3,3) rasterizer convention
     gt_instances: np.ndarray | None = None
 
 
@@ -76,14 +87,15 @@ class Mapper:
         if backend == "auto" and self.device.type == "cpu":
             backend = "torch"
         self.raster = make_rasterizer(backend)
-        self.map = GaussianMap(cfg.feature_dim, self.device, max_objects=max_objects,
-                               lrs={"means": cfg.lr_means, "scales": cfg.lr_scales})
+        self.map = GaussianMap(
+            cfg.feature_dim, self.device, max_objects=max_objects, lrs={"means": cfg.lr_means, "scales": cfg.lr_scales}
+        )
         self.keyframes: list[Keyframe] = []
         self.rng = random.Random(seed)
         torch.manual_seed(seed)
         self.last_keyframe_pose: np.ndarray | None = None
         self.frames_seen = 0
-        self.resolution = 0.0          # voxel the map was coarsened to under its cap (0: full detail)
+        self.resolution = 0.0  # voxel the map was coarsened to under its cap (0: full detail)
         if cfg.cap_policy not in CAP_POLICIES:
             raise ValueError(f"mapper.cap_policy must be one of {CAP_POLICIES}, not {cfg.cap_policy!r}")
 
@@ -96,18 +108,34 @@ class Mapper:
         rgb = torch.from_numpy(np.require(frame.rgb, requirements="CW")).to(self.device).float().div(255.0)
         depth = torch.from_numpy(np.require(frame.depth, np.float32, "CW")).to(self.device)
         depth = torch.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0)
-        depth = torch.where((depth >= self.cfg.min_depth) & (depth <= self.cfg.max_depth), depth, torch.zeros_like(depth))
+        depth = torch.where(
+            (depth >= self.cfg.min_depth) & (depth <= self.cfg.max_depth), depth, torch.zeros_like(depth)
+        )
         gt = frame.gt_instances
         if (W, H) != (frame.camera.width, frame.camera.height):
             rgb = F.interpolate(rgb.permute(2, 0, 1)[None], size=(H, W), mode="area")[0].permute(1, 2, 0)
             depth = F.interpolate(depth[None, None], size=(H, W), mode="nearest-exact")[0, 0]
             if gt is not None:
-                gt = F.interpolate(torch.from_numpy(gt.astype(np.float32))[None, None], size=(H, W),
-                                   mode="nearest-exact")[0, 0].numpy().astype(np.int32)
+                gt = (
+                    F.interpolate(
+                        torch.from_numpy(gt.astype(np.float32))[None, None], size=(H, W), mode="nearest-exact"
+                    )[0, 0]
+                    .numpy()
+                    .astype(np.int32)
+                )
         cam = frame.camera.scaled(W, H)
         T = torch.as_tensor(frame.T_world_cam, dtype=torch.float32, device=self.device)
-        return Keyframe(frame.index, frame.stamp, cam, rgb.contiguous(), depth.contiguous(), T, torch.linalg.inv(T),
-                        torch.as_tensor(raster_K(cam), dtype=torch.float32, device=self.device), gt)
+        return Keyframe(
+            frame.index,
+            frame.stamp,
+            cam,
+            rgb.contiguous(),
+            depth.contiguous(),
+            T,
+            torch.linalg.inv(T),
+            torch.as_tensor(raster_K(cam), dtype=torch.float32, device=self.device),
+            gt,
+        )
 
     def is_keyframe(self, T_world_cam: np.ndarray) -> bool:
         if self.last_keyframe_pose is None:
@@ -123,8 +151,17 @@ class Mapper:
         if detach_geometry:
             a = {k: v.detach() for k, v in a.items()}
         cols = a["rgb"] if colors is None else colors
-        return self.raster.render(a["means"], a["quats"], a["scales"], a["opacities"], cols,
-                                  kf.viewmat, kf.K, kf.camera.width, kf.camera.height)
+        return self.raster.render(
+            a["means"],
+            a["quats"],
+            a["scales"],
+            a["opacities"],
+            cols,
+            kf.viewmat,
+            kf.K,
+            kf.camera.width,
+            kf.camera.height,
+        )
 
     # ---------------------------------------------------------------- integration
     def integrate(self, frame: Frame) -> Keyframe | None:
@@ -155,7 +192,7 @@ class Mapper:
             need = valid
         s = max(1, cfg.seed_stride)
         grid = torch.zeros_like(need)
-        grid[s // 2::s, s // 2::s] = True
+        grid[s // 2 :: s, s // 2 :: s] = True
         need &= grid
         P = backproject(kf.depth, kf.camera, kf.T_world_cam)
         pts = P[need]
@@ -168,14 +205,15 @@ class Mapper:
         if cfg.seed_surfels:
             quats, scales = self._surfels(kf, P, need, base)
         self.map.append(pts, kf.rgb[need], scales, opacity=0.9, quats=quats)
-        if self.resolution > 0:        # a coarsened map takes new surface at its own resolution
+        if self.resolution > 0:  # a coarsened map takes new surface at its own resolution
             new = torch.zeros(len(self.map), dtype=torch.bool, device=self.device)
-            new[-pts.shape[0]:] = True
+            new[-pts.shape[0] :] = True
             merge_in_voxels(self.map, self.resolution, new)
         return int(pts.shape[0])
 
-    def _surfels(self, kf: Keyframe, P: torch.Tensor, need: torch.Tensor,
-                 base: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _surfels(
+        self, kf: Keyframe, P: torch.Tensor, need: torch.Tensor, base: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Flat Gaussians on the observed surface: the disc lies in the depth map's tangent plane and
         is stretched along the tilt by the pixel footprint (1 / cos of the viewing angle).
 
@@ -199,7 +237,7 @@ class Mapper:
         ray = F.normalize(P[need] - kf.T_world_cam[:3, 3], dim=-1)
         # the stretch stays under half of max_scale, so a far, grazing disc is not split at once
         cos = torch.maximum((n * ray).sum(-1).abs(), (2 * base / cfg.max_scale).clamp(min=cfg.surfel_min_cos))
-        n = torch.where(n[:, 2:3] < 0, -n, n)                                     # a disc has no side
+        n = torch.where(n[:, 2:3] < 0, -n, n)  # a disc has no side
         # q1 turns e_z onto n (half-way quaternion; n_z >= 0 keeps it regular) ...
         q1 = F.normalize(torch.stack([1 + n[:, 2], -n[:, 1], n[:, 0], torch.zeros_like(n[:, 0])], -1), dim=-1)
         # ... then a turn about the disc's normal puts its first axis along the tilt (the ray's
@@ -217,8 +255,8 @@ class Mapper:
         return quats, scales
 
     def window(self) -> list[Keyframe]:
-        recent = self.keyframes[-(self.cfg.window_recent + 1):]
-        past = self.keyframes[:-(self.cfg.window_recent + 1)]
+        recent = self.keyframes[-(self.cfg.window_recent + 1) :]
+        past = self.keyframes[: -(self.cfg.window_recent + 1)]
         extra = self.rng.sample(past, min(len(past), self.cfg.window_random)) if past else []
         return recent + extra
 
@@ -255,7 +293,7 @@ class Mapper:
         u = pc[:, 0] / zs * cam.fx + cam.cx
         v = pc[:, 1] / zs * cam.fy + cam.cy
         ok = (z > self.cfg.min_depth) & (u >= 0) & (u <= cam.width - 1) & (v >= 0) & (v <= cam.height - 1)
-        u, v = u.nan_to_num(0.0), v.nan_to_num(0.0)        # a non-finite centre is not ok, and must index safely
+        u, v = u.nan_to_num(0.0), v.nan_to_num(0.0)  # a non-finite centre is not ok, and must index safely
         u0 = u.floor().clamp(0, cam.width - 2).long()
         v0 = v.floor().clamp(0, cam.height - 2).long()
         du, dv = (u - u0).clamp(0, 1), (v - v0).clamp(0, 1)
@@ -263,7 +301,7 @@ class Mapper:
         q = torch.stack([D[v0, u0], D[v0, u0 + 1], D[v0 + 1, u0], D[v0 + 1, u0 + 1]], 1)
         lo = q.min(1).values
         ok &= (lo > 0) & (q.max(1).values - lo < self.cfg.seed_depth_error * lo)
-        d = (q[:, 0] * (1 - du) * (1 - dv) + q[:, 1] * du * (1 - dv) + q[:, 2] * (1 - du) * dv + q[:, 3] * du * dv)
+        d = q[:, 0] * (1 - du) * (1 - dv) + q[:, 1] * du * (1 - dv) + q[:, 2] * (1 - du) * dv + q[:, 3] * du * dv
         return d, ok
 
     def optimise(self, iters: int) -> float:
@@ -272,13 +310,13 @@ class Mapper:
         win = self.window()
         last = 0.0
         for it in range(iters):
-            kf = win[-1] if it % 2 == 0 else self.rng.choice(win)   # newest keyframe every other step
+            kf = win[-1] if it % 2 == 0 else self.rng.choice(win)  # newest keyframe every other step
             loss = self.loss(kf)
             for opt in self.map.optimizers.values():
                 opt.zero_grad(set_to_none=True)
             loss.backward()
             for p in self.map.params.values():
-                if p.grad is not None:     # one ill-conditioned Gaussian must not poison Adam's moments
+                if p.grad is not None:  # one ill-conditioned Gaussian must not poison Adam's moments
                     torch.nan_to_num_(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
             for opt in self.map.optimizers.values():
                 opt.step()
@@ -320,7 +358,7 @@ class Mapper:
                 voxel = choose_voxel(self.map.means.detach(), self.map.state["object_id"], target, lo)
                 merge_in_voxels(self.map, voxel)
                 self.resolution = max(self.resolution, voxel)
-        self._evict_faintest(len(self.map) - cfg.max_gaussians)     # the hard cap holds, whatever merging did
+        self._evict_faintest(len(self.map) - cfg.max_gaussians)  # the hard cap holds, whatever merging did
         return before - len(self.map)
 
     def _evict_faintest(self, n: int, below: float = 1.0) -> None:

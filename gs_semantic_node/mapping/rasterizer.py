@@ -6,6 +6,7 @@ compositing rules (Jacobian clamping at 1.3x the field of view, 0.3 px blur, opa
 3.33-sigma tile culling, alpha clamp 0.999, skip below 1/255, stop at T <= 1e-4) so the two agree
 up to float rounding and tile-culling edge cases; autograd provides its gradients.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,9 +28,9 @@ GSPLAT_CHANNELS = (1, 2, 3, 4, 5, 6, 8, 9, 16, 17, 21, 23, 24, 32, 33, 64, 65, 1
 
 @dataclass
 class RenderOutput:
-    colors: torch.Tensor   # (H, W, C) composited channels
-    alpha: torch.Tensor    # (H, W) accumulated opacity
-    depth: torch.Tensor    # (H, W) expected depth (alpha-normalised, 0 where alpha ~ 0)
+    colors: torch.Tensor  # (H, W, C) composited channels
+    alpha: torch.Tensor  # (H, W) accumulated opacity
+    depth: torch.Tensor  # (H, W) expected depth (alpha-normalised, 0 where alpha ~ 0)
 
 
 def padded_channels(c: int) -> int:
@@ -42,11 +43,20 @@ def padded_channels(c: int) -> int:
 def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
     q = F.normalize(q, dim=-1)
     w, x, y, z = q.unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], dim=-1).reshape(*q.shape[:-1], 3, 3)
+    return torch.stack(
+        [
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - w * z),
+            2 * (x * z + w * y),
+            2 * (x * y + w * z),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - w * x),
+            2 * (x * z - w * y),
+            2 * (y * z + w * x),
+            1 - 2 * (x * x + y * y),
+        ],
+        dim=-1,
+    ).reshape(*q.shape[:-1], 3, 3)
 
 
 class Rasterizer:
@@ -79,7 +89,7 @@ class TorchRasterizer(Rasterizer):
         tx = zs * torch.minimum(torch.maximum(x / zs, -lim_xn), lim_xp)
         ty = zs * torch.minimum(torch.maximum(y / zs, -lim_yn), lim_yp)
         zero = torch.zeros_like(zs)
-        J = torch.stack([fx / zs, zero, -fx * tx / zs ** 2, zero, fy / zs, -fy * ty / zs ** 2], -1).reshape(-1, 2, 3)
+        J = torch.stack([fx / zs, zero, -fx * tx / zs**2, zero, fy / zs, -fy * ty / zs**2], -1).reshape(-1, 2, 3)
         cov2 = J @ cov_c @ J.transpose(1, 2)
         cov2 = cov2 + EPS2D * torch.eye(2, dtype=cov2.dtype)
         a, b, c = cov2[:, 0, 0], cov2[:, 0, 1], cov2[:, 1, 1]
@@ -91,8 +101,17 @@ class TorchRasterizer(Rasterizer):
             rx = torch.ceil(extend * torch.sqrt(a.detach().clamp(min=0)))
             ry = torch.ceil(extend * torch.sqrt(c.detach().clamp(min=0)))
             m2 = mean2d.detach()
-            valid = ((z > NEAR) & (z < FAR) & (det > 0) & (op >= ALPHA_MIN) & ((rx > 0) | (ry > 0))
-                     & (m2[:, 0] + rx > 0) & (m2[:, 0] - rx < width) & (m2[:, 1] + ry > 0) & (m2[:, 1] - ry < height))
+            valid = (
+                (z > NEAR)
+                & (z < FAR)
+                & (det > 0)
+                & (op >= ALPHA_MIN)
+                & ((rx > 0) | (ry > 0))
+                & (m2[:, 0] + rx > 0)
+                & (m2[:, 0] - rx < width)
+                & (m2[:, 1] + ry > 0)
+                & (m2[:, 1] - ry < height)
+            )
         conic = torch.stack([c / det, -b / det, a / det], -1)
         return mean2d, conic, z, rx, ry, valid
 
@@ -130,20 +149,25 @@ class TorchRasterizer(Rasterizer):
                     tiles_a.append(torch.zeros(y1 - y0, x1 - x0, dtype=dt, device=dev))
                     tiles_d.append(torch.zeros(y1 - y0, x1 - x0, dtype=dt, device=dev))
                     continue
-                ys, xs = torch.meshgrid(torch.arange(y0, y1, dtype=dt, device=dev) + 0.5,
-                                        torch.arange(x0, x1, dtype=dt, device=dev) + 0.5, indexing="ij")
-                px = torch.stack([xs.reshape(-1), ys.reshape(-1)], -1)            # (P, 2)
-                d = px[:, None, :] - m2[sel][None]                                # (P, G, 2)
+                ys, xs = torch.meshgrid(
+                    torch.arange(y0, y1, dtype=dt, device=dev) + 0.5,
+                    torch.arange(x0, x1, dtype=dt, device=dev) + 0.5,
+                    indexing="ij",
+                )
+                px = torch.stack([xs.reshape(-1), ys.reshape(-1)], -1)  # (P, 2)
+                d = px[:, None, :] - m2[sel][None]  # (P, G, 2)
                 cs = cn[sel]
-                sigma = 0.5 * (cs[None, :, 0] * d[..., 0] ** 2 + cs[None, :, 2] * d[..., 1] ** 2) \
+                sigma = (
+                    0.5 * (cs[None, :, 0] * d[..., 0] ** 2 + cs[None, :, 2] * d[..., 1] ** 2)
                     + cs[None, :, 1] * d[..., 0] * d[..., 1]
+                )
                 alpha = torch.clamp(op[sel][None] * torch.exp(-sigma), max=ALPHA_MAX)
                 alpha = torch.where((sigma >= 0) & (alpha >= ALPHA_MIN), alpha, torch.zeros_like(alpha))
                 one_minus = 1 - alpha
                 T_incl = torch.cumprod(one_minus, dim=1)
                 T_excl = torch.cat([torch.ones_like(T_incl[:, :1]), T_incl[:, :-1]], 1)
                 keep = (T_incl > T_MIN).to(dt)
-                w = alpha * T_excl * keep                                         # (P, G)
+                w = alpha * T_excl * keep  # (P, G)
                 tiles_c.append((w @ col[sel]).reshape(y1 - y0, x1 - x0, C))
                 tiles_a.append(w.sum(1).reshape(y1 - y0, x1 - x0))
                 tiles_d.append((w @ zz[sel]).reshape(y1 - y0, x1 - x0))
@@ -166,8 +190,10 @@ class GsplatRasterizer(Rasterizer):
         except ImportError as e:  # pragma: no cover - depends on install
             raise RuntimeError("gsplat backend requested but the 'gsplat' package is not installed") from e
         if not torch.cuda.is_available():
-            raise RuntimeError("gsplat backend requested but CUDA is not available on this machine "
-                               "(set mapper.backend: torch to use the CPU reference)")
+            raise RuntimeError(
+                "gsplat backend requested but CUDA is not available on this machine "
+                "(set mapper.backend: torch to use the CPU reference)"
+            )
         self._rasterization = rasterization
 
     def render(self, means, quats, scales, opacities, colors, viewmat, K, width, height) -> RenderOutput:
@@ -175,11 +201,23 @@ class GsplatRasterizer(Rasterizer):
         viewmat = torch.as_tensor(viewmat, dtype=dt, device=dev)[None]
         K = torch.as_tensor(K, dtype=dt, device=dev)[None]
         C = colors.shape[-1]
-        Cp = padded_channels(C + 1) - 1   # +1: gsplat appends depth in RGB+ED mode
+        Cp = padded_channels(C + 1) - 1  # +1: gsplat appends depth in RGB+ED mode
         if Cp != C:
             colors = torch.cat([colors, colors.new_zeros(colors.shape[0], Cp - C)], -1)
-        img, alpha, _ = self._rasterization(means, quats, scales, opacities, colors, viewmat, K, width, height,
-                                            render_mode="RGB+ED", packed=False, near_plane=NEAR)
+        img, alpha, _ = self._rasterization(
+            means,
+            quats,
+            scales,
+            opacities,
+            colors,
+            viewmat,
+            K,
+            width,
+            height,
+            render_mode="RGB+ED",
+            packed=False,
+            near_plane=NEAR,
+        )
         return RenderOutput(img[0, ..., :C], alpha[0, ..., 0], img[0, ..., -1] * (alpha[0, ..., 0] > 1e-6))
 
 

@@ -1,4 +1,5 @@
 """The two small interfaces the rest of the pipeline sees: masks in, one vector per mask/text out."""
+
 from __future__ import annotations
 
 import threading
@@ -15,9 +16,9 @@ LEVELS = ("object", "part", "subpart")
 
 @dataclass
 class Mask:
-    mask: np.ndarray          # (H, W) bool
-    score: float              # generator's confidence
-    level: str = "object"     # object | part | subpart
+    mask: np.ndarray  # (H, W) bool
+    score: float  # generator's confidence
+    level: str = "object"  # object | part | subpart
 
     @property
     def area(self) -> int:
@@ -82,8 +83,32 @@ class TextCache:
         return np.stack([found[t] for t in texts])
 
 
-_DETERMINERS = {"a", "an", "the", "some", "any", "this", "that", "these", "those", "my", "your", "our", "his",
-                "her", "their", "its", "one", "two", "three", "four", "five", "every", "each", "no"}
+_DETERMINERS = {
+    "a",
+    "an",
+    "the",
+    "some",
+    "any",
+    "this",
+    "that",
+    "these",
+    "those",
+    "my",
+    "your",
+    "our",
+    "his",
+    "her",
+    "their",
+    "its",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "every",
+    "each",
+    "no",
+}
 
 
 def noun_phrase(text: str) -> str:

@@ -1,4 +1,5 @@
 """Build the configured mask generator and embedder (clear errors for anything missing)."""
+
 from __future__ import annotations
 
 from ..config import PerceptionConfig
@@ -34,11 +35,20 @@ def make_mask_generator(cfg: PerceptionConfig):
         return OracleMaskGenerator(noise_preset(cfg.oracle_preset), cfg.oracle_seed, cfg.min_mask_pixels)
     if cfg.masks == "sam":
         from .sam import SamMaskGenerator, load_sam
+
         dev = str(resolve_device(cfg.device))
-        return SamMaskGenerator(load_sam(cfg.sam_model_type, cfg.sam_checkpoint), dev, cfg.sam_points_per_side,
-                                cfg.sam_pred_iou_thresh, cfg.sam_stability_thresh, cfg.sam_nms_iou, cfg.sam_map_guided,
-                                min_pixels=cfg.min_mask_pixels, precision=cfg.sam_precision,
-                                attention=cfg.sam_attention)
+        return SamMaskGenerator(
+            load_sam(cfg.sam_model_type, cfg.sam_checkpoint),
+            dev,
+            cfg.sam_points_per_side,
+            cfg.sam_pred_iou_thresh,
+            cfg.sam_stability_thresh,
+            cfg.sam_nms_iou,
+            cfg.sam_map_guided,
+            min_pixels=cfg.min_mask_pixels,
+            precision=cfg.sam_precision,
+            attention=cfg.sam_attention,
+        )
     raise ValueError(f"unknown perception.masks {cfg.masks!r} (oracle | sam | none)")
 
 
@@ -50,6 +60,7 @@ def make_embedder(cfg: PerceptionConfig):
         return TextProxyEmbedder.from_gt(cfg.gt_path, **kw) if cfg.gt_path else TextProxyEmbedder(None, **kw)
     if cfg.embedder == "clip":
         from .clip import ClipEmbedder, load_clip
+
         dev = str(resolve_device(cfg.device))
         return ClipEmbedder(*load_clip(cfg.clip_model, cfg.clip_pretrained, dev), device=dev, scales=cfg.clip_scales)
     raise ValueError(f"unknown perception.embedder {cfg.embedder!r} (text_proxy | clip)")

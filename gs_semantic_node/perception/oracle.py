@@ -1,6 +1,7 @@
 """Oracle perception for the benchmark: simulator GT masks degraded the way SAM fails, and the
 MiniLM text encoder standing in for CLIP (GT description of the object under a mask = "image"
 side, the user's words = text side). Everything reported with it says "oracle perception"."""
+
 from __future__ import annotations
 
 import json
@@ -18,22 +19,24 @@ from .base import Mask, TextCache, l2n, noun_phrase
 
 @dataclass
 class OracleNoise:
-    p_part: float = 0.0          # object mask replaced by two part masks
-    p_merge: float = 0.0         # object mask merged with a touching neighbour
-    p_miss: float = 0.0          # any object missed
-    p_miss_small: float = 0.0    # extra miss chance for objects under small_area of the image
+    p_part: float = 0.0  # object mask replaced by two part masks
+    p_merge: float = 0.0  # object mask merged with a touching neighbour
+    p_miss: float = 0.0  # any object missed
+    p_miss_small: float = 0.0  # extra miss chance for objects under small_area of the image
     small_area: float = 0.002
-    p_boundary: float = 0.0      # boundary eroded or dilated by 1..boundary_px
+    p_boundary: float = 0.0  # boundary eroded or dilated by 1..boundary_px
     boundary_px: int = 2
-    spurious_rate: float = 0.0   # Poisson mean of spurious blobs per image
+    spurious_rate: float = 0.0  # Poisson mean of spurious blobs per image
 
 
 PRESETS = {
     "clean": OracleNoise(),
-    "realistic": OracleNoise(p_part=0.15, p_merge=0.08, p_miss=0.05, p_miss_small=0.2, p_boundary=0.5,
-                             boundary_px=2, spurious_rate=0.5),
-    "harsh": OracleNoise(p_part=0.3, p_merge=0.15, p_miss=0.1, p_miss_small=0.4, p_boundary=0.8,
-                         boundary_px=3, spurious_rate=1.5),
+    "realistic": OracleNoise(
+        p_part=0.15, p_merge=0.08, p_miss=0.05, p_miss_small=0.2, p_boundary=0.5, boundary_px=2, spurious_rate=0.5
+    ),
+    "harsh": OracleNoise(
+        p_part=0.3, p_merge=0.15, p_miss=0.1, p_miss_small=0.4, p_boundary=0.8, boundary_px=3, spurious_rate=1.5
+    ),
 }
 
 
@@ -55,8 +58,10 @@ class OracleMaskGenerator:
 
     def generate(self, frame: Frame, prompts=None) -> list[Mask]:
         if frame.gt_instances is None:
-            raise RuntimeError("oracle perception needs the simulator's instance masks "
-                               "(node.gt_instances_topic); use perception.masks: sam for real cameras")
+            raise RuntimeError(
+                "oracle perception needs the simulator's instance masks "
+                "(node.gt_instances_topic); use perception.masks: sam for real cameras"
+            )
         n, rng = self.noise, self.rng
         gt = frame.gt_instances
         H, W = gt.shape
@@ -66,7 +71,7 @@ class OracleMaskGenerator:
         self.stats["images"] += 1
         out: list[Mask] = []
         used = set()
-        for i in sorted(masks, key=lambda _: rng.random()):     # no id persists across views
+        for i in sorted(masks, key=lambda _: rng.random()):  # no id persists across views
             if i in used:
                 continue
             used.add(i)
@@ -78,8 +83,13 @@ class OracleMaskGenerator:
                 continue
             if rng.random() < n.p_merge:
                 # SAM merges neighbouring objects, not an object with the whole table or floor
-                nb = [j for j in masks if j not in used and masks[j].sum() < 0.1 * H * W
-                      and (ndimage.binary_dilation(m, iterations=3) & masks[j]).any()]
+                nb = [
+                    j
+                    for j in masks
+                    if j not in used
+                    and masks[j].sum() < 0.1 * H * W
+                    and (ndimage.binary_dilation(m, iterations=3) & masks[j]).any()
+                ]
                 if nb:
                     j = nb[int(rng.integers(len(nb)))]
                     used.add(j)
@@ -105,7 +115,9 @@ class OracleMaskGenerator:
         if n.boundary_px <= 0 or rng.random() >= n.p_boundary:
             return m
         k = int(rng.integers(1, n.boundary_px + 1))
-        out = ndimage.binary_erosion(m, iterations=k) if rng.random() < 0.5 else ndimage.binary_dilation(m, iterations=k)
+        out = (
+            ndimage.binary_erosion(m, iterations=k) if rng.random() < 0.5 else ndimage.binary_dilation(m, iterations=k)
+        )
         return out if out.sum() >= self.min_pixels else m
 
     def _split(self, m: np.ndarray):
@@ -142,8 +154,13 @@ class TextProxyEmbedder:
 
     dim = 384
 
-    def __init__(self, descriptions: dict[int, list[str]] | None = None, confusion: float = 0.05, seed: int = 0,
-                 noise_sigma: float = 0.02):
+    def __init__(
+        self,
+        descriptions: dict[int, list[str]] | None = None,
+        confusion: float = 0.05,
+        seed: int = 0,
+        noise_sigma: float = 0.02,
+    ):
         self.descriptions = descriptions or {}
         self.confusion = confusion
         self.noise_sigma = noise_sigma
@@ -157,15 +174,17 @@ class TextProxyEmbedder:
         return cls({int(o["instance_id"]): list(o["descriptions"]) for o in gt["objects"]}, **kw)
 
     def _encode_text(self, texts: list[str]) -> np.ndarray:
-        return _minilm().encode([noun_phrase(t) for t in texts], normalize_embeddings=True,
-                                convert_to_numpy=True, show_progress_bar=False)
+        return _minilm().encode(
+            [noun_phrase(t) for t in texts], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
 
     def embed_masks(self, frame: Frame, masks: list[Mask]) -> np.ndarray:
         if frame.gt_instances is None:
             raise RuntimeError("text-proxy embedder needs the simulator's instance masks")
         if not self.descriptions:
-            raise RuntimeError("text-proxy embedder has no GT descriptions: set perception.gt_path to the "
-                               "simulator's gt.json")
+            raise RuntimeError(
+                "text-proxy embedder has no GT descriptions: set perception.gt_path to the simulator's gt.json"
+            )
         texts = []
         pool = sorted(self.descriptions)
         for m in masks:

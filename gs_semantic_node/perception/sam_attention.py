@@ -8,6 +8,7 @@ softmax is never materialised, and on a CPU it still ran 24 % faster (bench/RESU
 same result up to float rounding (tests/test_perception.py); stock attention stays one switch away
 (perception.sam_attention) and is what the stock generator in the bench runs.
 """
+
 from __future__ import annotations
 
 import types
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 def _rel_pos_bias(q: torch.Tensor, block, H: int, W: int) -> torch.Tensor:
     """(B*heads, H*W, H*W) additive bias: segment_anything's decomposed relative positions of `block`."""
     from segment_anything.modeling.image_encoder import get_rel_pos
+
     Rh = get_rel_pos(H, H, block.rel_pos_h)
     Rw = get_rel_pos(W, W, block.rel_pos_w)
     Bh, _, dim = q.shape
@@ -31,7 +33,7 @@ def _rel_pos_bias(q: torch.Tensor, block, H: int, W: int) -> torch.Tensor:
 def _sdpa_forward(self, x: torch.Tensor) -> torch.Tensor:
     B, H, W, _ = x.shape
     qkv = self.qkv(x).reshape(B, H * W, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv.unbind(0)                                           # (B, heads, N, head_dim)
+    q, k, v = qkv.unbind(0)  # (B, heads, N, head_dim)
     bias = None
     if self.use_rel_pos:
         bias = _rel_pos_bias(q.reshape(B * self.num_heads, H * W, -1), self, H, W)

@@ -6,6 +6,7 @@ canonical negatives ("object", "things", "stuff", "texture"). Confidence is a so
 objects plus the negatives. A `threshold` mode reproduces per-Gaussian similarity selection for
 the benchmark's side-by-side comparison only.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -80,7 +81,7 @@ class QueryEngine:
         sim = E @ tvec
         rel = self.relevancy(E, tvec, negs)
         k_views = self.cfg.view_evidence
-        if k_views > 0:     # a few views that agree on the phrase are evidence too (not a single, maybe misread one)
+        if k_views > 0:  # a few views that agree on the phrase are evidence too (not a single, maybe misread one)
             views = [self._closest_views(o, tvec, k_views) for o in cands]
             sim = np.maximum(sim, [c for _, c in views])
             rel = np.maximum(rel, self.relevancy(np.stack([e for e, _ in views]), tvec, negs))
@@ -95,8 +96,13 @@ class QueryEngine:
         prob = np.exp(logits - logits.max())
         return sim, rel, (prob / prob.sum())[: len(cands)]
 
-    def query(self, instruction, objects: list[SemanticObject], max_results: int = 0,
-              camera_position: np.ndarray | None = None) -> QueryResult:
+    def query(
+        self,
+        instruction,
+        objects: list[SemanticObject],
+        max_results: int = 0,
+        camera_position: np.ndarray | None = None,
+    ) -> QueryResult:
         try:
             text = self.validate(instruction)
         except QueryError as e:
@@ -109,10 +115,10 @@ class QueryEngine:
             return QueryResult(False, p, message="the map is empty: no objects yet")
         E = np.stack([o.embedding for o in cands])
         vecs = self.embed_text([p.target] + list(self.cfg.negatives) + ([p.anchor] if p.anchor else []))
-        sim, rel, prob = self.score(cands, E, vecs[0], vecs[1:1 + len(self.cfg.negatives)])
+        sim, rel, prob = self.score(cands, E, vecs[0], vecs[1 : 1 + len(self.cfg.negatives)])
         ok = (sim >= self.cfg.min_similarity) & (rel >= self.cfg.min_relevancy)
         order = [i for i in np.argsort(-sim) if ok[i]]
-        if order:     # drop candidates the softmax gives a tenth of the best one's probability or less
+        if order:  # drop candidates the softmax gives a tenth of the best one's probability or less
             order = [i for i in order if prob[i] >= 0.1 * prob[order[0]]]
         if p.relation and order:
             order = self.apply_relation(p, cands, order, E, vecs[-1] if p.anchor else None, camera_position)
@@ -122,19 +128,24 @@ class QueryEngine:
         order = order[: (len(order) if p.count == 0 else n)]
         if not order:
             best = int(np.argmax(sim))
-            why = []       # only the bars it failed (a relation can drop candidates that cleared both)
+            why = []  # only the bars it failed (a relation can drop candidates that cleared both)
             if not sim[best] >= self.cfg.min_similarity:
                 why.append(f"similarity {sim[best]:.2f} < {self.cfg.min_similarity:.2f}")
             if not rel[best] >= self.cfg.min_relevancy:
                 why.append(f"relevancy {rel[best]:.2f} < {self.cfg.min_relevancy:.2f}")
-            return QueryResult(False, p, message=f"'{p.target}' is not in the map (best match '{cands[best].label}', "
-                                                 f"{', '.join(why) or 'no match satisfies the relation'})")
+            return QueryResult(
+                False,
+                p,
+                message=f"'{p.target}' is not in the map (best match '{cands[best].label}', "
+                f"{', '.join(why) or 'no match satisfies the relation'})",
+            )
         found = [cands[i] for i in order]
         msg = f"found {len(found)} x '{p.target}'"
         if p.count > 1 and len(found) < p.count:
             msg += f" (asked for {p.count})"
-        return QueryResult(True, p, found, [float(prob[i] / max(prob[order].sum(), 1e-9) * min(1.0, rel[i] * 2))
-                                            for i in order], msg)
+        return QueryResult(
+            True, p, found, [float(prob[i] / max(prob[order].sum(), 1e-9) * min(1.0, rel[i] * 2)) for i in order], msg
+        )
 
     def apply_relation(self, p: ParsedQuery, cands, order, E, anchor_vec, camera_position):
         if p.relation == "nearest_camera" and camera_position is not None:

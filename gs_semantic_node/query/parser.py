@@ -1,14 +1,17 @@
 """Instruction -> target phrase, count and spatial relation. Small and rule-based on purpose: it
 must be predictable, fast and never throw on odd input."""
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
 POLITE = r"(please|kindly|could you|can you|would you|will you|i want you to|i need you to|robot|hey|now)"
-VERBS = (r"(pick up|pick|grab|grasp|take|get|fetch|bring me|bring|hand me|give me|hand|give|find|locate|show me|"
-         r"show|point to|point at|look at|move to|go to|touch|lift|hold|where is|where are|where's|is there|"
-         r"are there|what is|put away|clean up|select|segment)")
+VERBS = (
+    r"(pick up|pick|grab|grasp|take|get|fetch|bring me|bring|hand me|give me|hand|give|find|locate|show me|"
+    r"show|point to|point at|look at|move to|go to|touch|lift|hold|where is|where are|where's|is there|"
+    r"are there|what is|put away|clean up|select|segment)"
+)
 ARTICLES = r"\b(the|a|an|some|any|my|that|this|those|these)\b"
 COUNTS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "both": 2, "all": 0, "every": 0}
 RELATIONS = [
@@ -25,8 +28,8 @@ NEAREST = r"\b(nearest|closest) to (the )?(camera|me|robot|you)\b|\b(nearest|clo
 class ParsedQuery:
     text: str
     target: str
-    count: int = 1                 # 0 = all
-    relation: str | None = None    # next_to | left_of | right_of | on | in | nearest_camera
+    count: int = 1  # 0 = all
+    relation: str | None = None  # next_to | left_of | right_of | on | in | nearest_camera
     anchor: str | None = None
 
 
@@ -50,7 +53,7 @@ def parse(text: str) -> ParsedQuery:
     s = re.sub(r"[^a-z0-9' ,.-]", " ", s)
     s = re.sub(rf"\b{POLITE}\b", " ", s)
     s = re.sub(rf"^\s*{VERBS}\b", " ", s.strip(" ,."))
-    s = re.sub(rf"^\s*{VERBS}\b", " ", s.strip(" ,."))        # "please pick up and grab ..." stays sane
+    s = re.sub(rf"^\s*{VERBS}\b", " ", s.strip(" ,."))  # "please pick up and grab ..." stays sane
     s = re.sub(r"\s+", " ", s).strip(" ,.?")
     relation = anchor = None
     if re.search(NEAREST, s):
@@ -60,8 +63,8 @@ def parse(text: str) -> ParsedQuery:
         for name, pat in RELATIONS:
             m = re.search(pat, s)
             if m and m.start() > 0:
-                relation, anchor = name, _clean(s[m.end():]) or None
-                s = s[:m.start()]
+                relation, anchor = name, _clean(s[m.end() :]) or None
+                s = s[: m.start()]
                 break
     count = 1
     m = re.match(r"\s*(\d+|" + "|".join(COUNTS) + r")\b", _clean(s))
@@ -69,6 +72,6 @@ def parse(text: str) -> ParsedQuery:
     if m:
         tok = m.group(1)
         count = int(tok) if tok.isdigit() else COUNTS[tok]
-        target = _clean(target[m.end():])
+        target = _clean(target[m.end() :])
         target = " ".join(singular(w) for w in target.split()) if count != 1 else target
     return ParsedQuery(str(text), target, count, relation, anchor)

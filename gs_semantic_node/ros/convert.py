@@ -1,4 +1,5 @@
 """Core types -> ROS messages for what the node publishes, and its diagnostics read back by clients."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from ..io.imageconv import CLOUD_FIELDS, build_cloud_data, pointcloud_fields
 from ..types import SemanticObject
 
-DIAG_NAME = "gs_semantic: mapping"      # the node's DiagnosticStatus name
+DIAG_NAME = "gs_semantic: mapping"  # the node's DiagnosticStatus name
 
 
 def mapping_diagnostics(msg) -> dict | None:
@@ -33,8 +34,9 @@ def point(v) -> Point:
     return Point(x=float(v[0]), y=float(v[1]), z=float(v[2]))
 
 
-def object_msg(o: SemanticObject, arrays: dict | None = None, include_gaussians: bool = False,
-               max_gaussians: int = 20000) -> SemanticObjectMsg:
+def object_msg(
+    o: SemanticObject, arrays: dict | None = None, include_gaussians: bool = False, max_gaussians: int = 20000
+) -> SemanticObjectMsg:
     m = SemanticObjectMsg()
     m.id, m.label, m.confidence = int(o.id), o.label, float(o.confidence)
     m.alt_labels = [a for a, _ in o.alternatives]
@@ -86,11 +88,20 @@ def marker_array(objects: list[SemanticObject], header: Header, ns: str = "gs_se
 def cloud_msg(arrays: dict, class_of_object: dict, header: Header) -> PointCloud2:
     xyz = arrays["means"].astype(np.float32)
     oid = arrays["object_id"].astype(np.int64)
-    cls = np.array([class_of_object.get(int(i), 0) for i in oid], dtype=np.uint32) if len(oid) else np.zeros(0, np.uint32)
+    cls = (
+        np.array([class_of_object.get(int(i), 0) for i in oid], dtype=np.uint32) if len(oid) else np.zeros(0, np.uint32)
+    )
     data, step = build_cloud_data(xyz, arrays["rgb"], np.maximum(oid, 0), cls)
     fields, _ = pointcloud_fields(CLOUD_FIELDS)
-    msg = PointCloud2(header=header, height=1, width=int(len(xyz)), is_bigendian=False, point_step=step,
-                      row_step=step * int(len(xyz)), is_dense=True)
+    msg = PointCloud2(
+        header=header,
+        height=1,
+        width=int(len(xyz)),
+        is_bigendian=False,
+        point_step=step,
+        row_step=step * int(len(xyz)),
+        is_dense=True,
+    )
     msg.fields = [PointField(name=n, offset=o, datatype=t, count=1) for n, o, t in fields]
     msg.data = data
     return msg

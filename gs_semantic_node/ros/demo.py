@@ -4,6 +4,7 @@ Starts the node as its own process with the demo params file, replays the bag in
 until it has mapped every frame, asks QueryObjects a few instructions (one for an absent
 object), saves the map through SaveMap and writes a report with pictures + result.json.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,24 +55,40 @@ class DemoClient(Node):
         if bar is not None and d and int(d.get("frames_processed", 0)) != bar.n:
             bar.update(int(d.get("frames_processed", 0)) - bar.n)
         done = int(d.get("frames_processed", 0)) + sum(int(v) for k, v in d.items() if k.startswith("skipped_"))
-        return bool(d) and done >= n_frames and d.get("queue") == "0" and d.get("processing") == "0" \
-            and int(d.get("frames_processed", 0)) >= int(d.get("frames_accepted", 0)) \
+        return (
+            bool(d)
+            and done >= n_frames
+            and d.get("queue") == "0"
+            and d.get("processing") == "0"
+            and int(d.get("frames_processed", 0)) >= int(d.get("frames_accepted", 0))
             and d.get("published_version") == d.get("version")
+        )
 
 
 def box_from_msg(o) -> OrientedBox:
     from scipy.spatial.transform import Rotation
+
     q = o.obb_center.orientation
-    return OrientedBox(np.array([o.obb_center.position.x, o.obb_center.position.y, o.obb_center.position.z]),
-                       Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix(),
-                       np.array([o.obb_size.x, o.obb_size.y, o.obb_size.z]))
+    return OrientedBox(
+        np.array([o.obb_center.position.x, o.obb_center.position.y, o.obb_center.position.z]),
+        Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix(),
+        np.array([o.obb_size.x, o.obb_size.y, o.obb_size.z]),
+    )
 
 
-def run_demo(out: Path, seed: int = 7, frames: int = 30, params: str = "", rate: float = 1.0,
-             sam_checkpoint: str = "", clip_checkpoint: str = "") -> dict:
+def run_demo(
+    out: Path,
+    seed: int = 7,
+    frames: int = 30,
+    params: str = "",
+    rate: float = 1.0,
+    sam_checkpoint: str = "",
+    clip_checkpoint: str = "",
+) -> dict:
     from ..semantics.boxes import box_iou
     from ..sim.generate import SimConfig, generate, load_gt
     from .player import BagPlayer
+
     t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     sim_dir = out / f"sim_seed{seed}_{frames}"
@@ -82,11 +99,18 @@ def run_demo(out: Path, seed: int = 7, frames: int = 30, params: str = "", rate:
     real = bool(sam_checkpoint or clip_checkpoint)
     extra = [f"perception.gt_path:={sim_dir / 'gt.json'}", f"node.map_dir:={out.resolve()}", "node.map_name:=map"]
     if sam_checkpoint:
-        extra += ["perception.masks:=sam", f"perception.sam_checkpoint:={sam_checkpoint}", "perception.sam_model_type:=vit_h"]
+        extra += [
+            "perception.masks:=sam",
+            f"perception.sam_checkpoint:={sam_checkpoint}",
+            "perception.sam_model_type:=vit_h",
+        ]
     if clip_checkpoint:
         extra += ["perception.embedder:=clip", f"perception.clip_pretrained:={clip_checkpoint}"]
-    perception = "real SAM/CLIP checkpoints" if real else \
-        "oracle perception (simulator GT masks degraded like SAM, realistic preset) + MiniLM text proxy"
+    perception = (
+        "real SAM/CLIP checkpoints"
+        if real
+        else "oracle perception (simulator GT masks degraded like SAM, realistic preset) + MiniLM text proxy"
+    )
     print(f"[demo] perception: {perception}")
     env = ros_env()
     use_ros_env(env)
@@ -102,8 +126,9 @@ def run_demo(out: Path, seed: int = 7, frames: int = 30, params: str = "", rate:
             player.play(progress=lambda _: bar.update(1), stop=lambda: node.proc.poll() is not None)
         node.check()
         with tqdm(total=frames, desc="mapping (frames)", mininterval=2.0) as bar:
-            idle = node.wait_until(lambda: client.idle(frames, bar), 600.0,
-                                   lambda: rclpy.spin_once(client, timeout_sec=0.5))
+            idle = node.wait_until(
+                lambda: client.idle(frames, bar), 600.0, lambda: rclpy.spin_once(client, timeout_sec=0.5)
+            )
         if not idle:
             raise RuntimeError(f"node did not finish mapping in time; the end of its log:\n{node.tail()}")
         answers = []
@@ -115,20 +140,41 @@ def run_demo(out: Path, seed: int = 7, frames: int = 30, params: str = "", rate:
             if r.found and gts:
                 b = box_from_msg(r.objects[0])
                 iou = max(box_iou(b, OrientedBox.from_dict(g["obb"])) for g in gts)
-            answers.append({"query": text, "target": target, "found": bool(r.found),
-                            "label": r.objects[0].label if r.found else "", "confidence": float(r.scores[0]) if r.found else 0.0,
-                            "box_iou": round(iou, 3), "present_in_gt": bool(gts), "message": r.message,
-                            "box": box_from_msg(r.objects[0]).to_dict() if r.found else None})
-            print(f"[demo] {text!r:28} -> found={r.found} {answers[-1]['label']!r} "
-                  f"conf={answers[-1]['confidence']:.2f} box IoU vs GT={iou:.2f}  ({r.message})")
+            answers.append(
+                {
+                    "query": text,
+                    "target": target,
+                    "found": bool(r.found),
+                    "label": r.objects[0].label if r.found else "",
+                    "confidence": float(r.scores[0]) if r.found else 0.0,
+                    "box_iou": round(iou, 3),
+                    "present_in_gt": bool(gts),
+                    "message": r.message,
+                    "box": box_from_msg(r.objects[0]).to_dict() if r.found else None,
+                }
+            )
+            print(
+                f"[demo] {text!r:28} -> found={r.found} {answers[-1]['label']!r} "
+                f"conf={answers[-1]['confidence']:.2f} box IoU vs GT={iou:.2f}  ({r.message})"
+            )
         saved = client.call(client.save_cli, SaveMap.Request(path="map"), timeout=60, node=node)
         d = client.diag
         mug = answers[0]
-        result.update({"query": mug["query"], "found": mug["found"], "label": mug["label"],
-                       "confidence": mug["confidence"], "box_iou": mug["box_iou"],
-                       "gaussians": int(d.get("gaussians", 0)), "objects": int(d.get("objects", 0)),
-                       "keyframes": int(d.get("keyframes", 0)), "answers": answers, "map_saved": bool(saved.success),
-                       "absent_abstained": all(not a["found"] for a in answers if not a["present_in_gt"])})
+        result.update(
+            {
+                "query": mug["query"],
+                "found": mug["found"],
+                "label": mug["label"],
+                "confidence": mug["confidence"],
+                "box_iou": mug["box_iou"],
+                "gaussians": int(d.get("gaussians", 0)),
+                "objects": int(d.get("objects", 0)),
+                "keyframes": int(d.get("keyframes", 0)),
+                "answers": answers,
+                "map_saved": bool(saved.success),
+                "absent_abstained": all(not a["found"] for a in answers if not a["present_in_gt"]),
+            }
+        )
         result["ok"] = bool(mug["found"] and mug["box_iou"] >= 0.5 and result["absent_abstained"])
     finally:
         client.destroy_node()
@@ -138,6 +184,7 @@ def run_demo(out: Path, seed: int = 7, frames: int = 30, params: str = "", rate:
     result["wall_s"] = round(time.monotonic() - t0, 1)
     if result.get("map_saved"):
         from .report import write_report
+
         write_report(out, sim_dir, result)
     (out / "result.json").write_text(json.dumps(result, indent=1))
     return result

@@ -1,6 +1,7 @@
 """DDS clients of the service load benchmark (`gs-semantic bench load`, eval/load.py): `threads`
 clients issue queries back to back against a running node while a bag replays into it, with the
 node's /diagnostics sampled alongside (was the mapper really at work?)."""
+
 from __future__ import annotations
 
 import threading
@@ -23,6 +24,7 @@ class DiagnosticsMonitor:
 
     def __init__(self):
         from diagnostic_msgs.msg import DiagnosticArray
+
         self.samples: list[tuple[float, dict]] = []
         self.node = rclpy.create_node("load_diagnostics_monitor")
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on, 10)
@@ -40,19 +42,33 @@ class DiagnosticsMonitor:
         win = [d for t, d in list(self.samples) if t0 <= t <= t1]
         if not win:
             return {"diagnostics_samples": 0}
-        n = lambda d, k: int(float(d.get(k, 0)))  # noqa: E731
-        return {"diagnostics_samples": len(win),
-                "mapper_busy_fraction": round(sum(n(d, "processing") for d in win) / len(win), 2),
-                "frames_mapped_during_load": n(win[-1], "frames_processed") - n(win[0], "frames_processed"),
-                "keyframes_at_end": n(win[-1], "keyframes"), "gaussians_at_end": n(win[-1], "gaussians")}
+
+        def n(d, k):
+            return int(float(d.get(k, 0)))
+
+        return {
+            "diagnostics_samples": len(win),
+            "mapper_busy_fraction": round(sum(n(d, "processing") for d in win) / len(win), 2),
+            "frames_mapped_during_load": n(win[-1], "frames_processed") - n(win[0], "frames_processed"),
+            "keyframes_at_end": n(win[-1], "keyframes"),
+            "gaussians_at_end": n(win[-1], "gaussians"),
+        }
 
     def stop(self):
         self.ex.shutdown()
         self.node.destroy_node()
 
 
-def query_under_load(node: NodeProcess, bag: Path, texts: list[str], threads: int, per_thread: int, depth: int,
-                     mapping: bool = True, load_name: str = "") -> dict:
+def query_under_load(
+    node: NodeProcess,
+    bag: Path,
+    texts: list[str],
+    threads: int,
+    per_thread: int,
+    depth: int,
+    mapping: bool = True,
+    load_name: str = "",
+) -> dict:
     """Optionally LoadMap `load_name` first; then the clients query while the bag replays. Returns the
     per-client latencies (ms), failures (and at which call), found counts, wall time and the
     diagnostics summary."""
@@ -61,7 +77,7 @@ def query_under_load(node: NodeProcess, bag: Path, texts: list[str], threads: in
     loaded = ""
     lat: list[list[float]] = [[] for _ in range(threads)]
     fails = [0] * threads
-    failed_at: list[tuple[int, int]] = []         # (client, call index): tells discovery losses from load
+    failed_at: list[tuple[int, int]] = []  # (client, call index): tells discovery losses from load
     try:
         probe = rclpy.create_node("load_probe")
         cli = probe.create_client(QueryObjects, "/gs_semantic/query_objects")
@@ -85,7 +101,7 @@ def query_under_load(node: NodeProcess, bag: Path, texts: list[str], threads: in
             n = rclpy.create_node(f"load_client_{i}")
             c = n.create_client(QueryObjects, "/gs_semantic/query_objects", qos_profile=service_qos(depth))
             c.wait_for_service(timeout_sec=30)
-            time.sleep(1.0)     # let the response path match too (a first response can be lost otherwise)
+            time.sleep(1.0)  # let the response path match too (a first response can be lost otherwise)
             ex = SingleThreadedExecutor()
             ex.add_node(n)
             for k in range(per_thread):
@@ -118,5 +134,12 @@ def query_under_load(node: NodeProcess, bag: Path, texts: list[str], threads: in
     finally:
         rclpy.try_shutdown()
         node.stop()
-    return {"lat": lat, "fails": fails, "failed_at": failed_at, "found": found, "wall": wall, "busy": busy,
-            "loaded": loaded}
+    return {
+        "lat": lat,
+        "fails": fails,
+        "failed_at": failed_at,
+        "found": found,
+        "wall": wall,
+        "busy": busy,
+        "loaded": loaded,
+    }

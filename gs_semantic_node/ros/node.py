@@ -3,6 +3,7 @@
 Callbacks only validate, sync and enqueue (bounded, oldest dropped); one worker thread maps;
 services answer from the pipeline's snapshot, so they stay responsive while mapping runs.
 """
+
 from __future__ import annotations
 
 import collections
@@ -37,8 +38,12 @@ from .convert import DIAG_NAME, cloud_msg, marker_array, object_msg
 def service_qos(depth: int) -> QoSProfile:
     """Reliable, volatile, KEEP_LAST `depth`: the node's services, and clients that call them at a
     high rate (with ROS's default depth 10 both sides lost responses under load: bench/RESULTS.md)."""
-    return QoSProfile(depth=max(1, int(depth)), history=HistoryPolicy.KEEP_LAST,
-                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+    return QoSProfile(
+        depth=max(1, int(depth)),
+        history=HistoryPolicy.KEEP_LAST,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.VOLATILE,
+    )
 
 
 def _ros_value(v):
@@ -55,10 +60,11 @@ class GsSemanticNode(Node):
         for name in defaults.flat():
             self.cfg.set(name, self.get_parameter(name).value)
         nc, pc = self.cfg.node, self.cfg.perception
-        preflight(self.cfg)                          # StartupError: main() exits with its one line
-        self.get_logger().info(f"perception: masks={pc.masks} embedder={pc.embedder}"
-                               + (" (oracle perception: simulator GT masks + MiniLM text proxy)"
-                                  if pc.masks == "oracle" else ""))
+        preflight(self.cfg)  # StartupError: main() exits with its one line
+        self.get_logger().info(
+            f"perception: masks={pc.masks} embedder={pc.embedder}"
+            + (" (oracle perception: simulator GT masks + MiniLM text proxy)" if pc.masks == "oracle" else "")
+        )
         try:
             self.pipeline = SemanticMappingPipeline(self.cfg)
         except Exception as e:
@@ -73,39 +79,54 @@ class GsSemanticNode(Node):
         self.sync_lock = threading.Lock()
         self.queue: collections.deque = collections.deque(maxlen=max(1, nc.queue_size))
         self.queue_cv = threading.Condition()
-        self.reset_requested = False                 # the worker clears the map (node.clear_on_time_jump)
+        self.reset_requested = False  # the worker clears the map (node.clear_on_time_jump)
         self.last_processed_stamp = 0.0
         self.last_input_stamp = 0.0
         self.processing = False
         self.published_version = -1
-        self.refreshed_version = 0                   # the version the snapshot shows (the worker refreshes)
+        self.refreshed_version = 0  # the version the snapshot shows (the worker refreshes)
         self._last_refresh = 0.0
-        self.version = 0                             # bumped by every keyframe, reset and load
+        self.version = 0  # bumped by every keyframe, reset and load
         self.running = True
         self.t0 = time.monotonic()
 
         sensors = MutuallyExclusiveCallbackGroup()
         services = ReentrantCallbackGroup()
         timers = MutuallyExclusiveCallbackGroup()
-        health = MutuallyExclusiveCallbackGroup()   # diagnostics keep flowing while a publish folds in keyframes
+        health = MutuallyExclusiveCallbackGroup()  # diagnostics keep flowing while a publish folds in keyframes
         # deep reader history: callbacks compete with the mapper for the GIL, KEEP_LAST would overwrite
-        qos = QoSProfile(depth=max(50, 10 * nc.queue_size), history=HistoryPolicy.KEEP_LAST,
-                         reliability=ReliabilityPolicy.RELIABLE if nc.reliable_input else ReliabilityPolicy.BEST_EFFORT)
+        qos = QoSProfile(
+            depth=max(50, 10 * nc.queue_size),
+            history=HistoryPolicy.KEEP_LAST,
+            reliability=ReliabilityPolicy.RELIABLE if nc.reliable_input else ReliabilityPolicy.BEST_EFFORT,
+        )
         for key, (msg_type, topic) in self.input_topics().items():
-            cb = self.on_info if key == "info" else self.on_pose if key == "pose" else \
-                (lambda m, k=key: self.on_image(k, m))
+            cb = (
+                self.on_info
+                if key == "info"
+                else self.on_pose
+                if key == "pose"
+                else (lambda m, k=key: self.on_image(k, m))
+            )
             self.create_subscription(msg_type, topic, cb, qos, callback_group=sensors)
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                             reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        latched = QoSProfile(
+            depth=1,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+            reliability=ReliabilityPolicy.RELIABLE,
+            history=HistoryPolicy.KEEP_LAST,
+        )
         self.pub_objects = self.create_publisher(ObjectArray, "~/objects", latched)
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", latched)
         self.pub_cloud = self.create_publisher(PointCloud2, "~/gaussians", latched)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         srv_qos = service_qos(nc.service_depth)
-        for srv_type, name, cb in ((QueryObjects, "~/query_objects", self.srv_query),
-                                   (SegmentAt, "~/segment_at", self.srv_segment),
-                                   (ListObjects, "~/list_objects", self.srv_list),
-                                   (SaveMap, "~/save_map", self.srv_save), (LoadMap, "~/load_map", self.srv_load)):
+        for srv_type, name, cb in (
+            (QueryObjects, "~/query_objects", self.srv_query),
+            (SegmentAt, "~/segment_at", self.srv_segment),
+            (ListObjects, "~/list_objects", self.srv_list),
+            (SaveMap, "~/save_map", self.srv_save),
+            (LoadMap, "~/load_map", self.srv_load),
+        ):
             self.create_service(srv_type, name, cb, qos_profile=srv_qos, callback_group=services)
         self.create_timer(nc.publish_period, self.publish, callback_group=timers)
         self.create_timer(nc.diagnostics_period, self.publish_diagnostics, callback_group=health)
@@ -124,11 +145,16 @@ class GsSemanticNode(Node):
             raise StartupError(f"node.pose_type must be one of {sorted(pose_types)}, not {nc.pose_type!r}")
         if nc.rgb_transport not in ("raw", "compressed") or nc.depth_transport not in ("raw", "compressedDepth"):
             raise StartupError("node.rgb_transport is raw | compressed, node.depth_transport raw | compressedDepth")
-        out = {"rgb": (CompressedImage, nc.rgb_topic + "/compressed") if nc.rgb_transport == "compressed"
-               else (Image, nc.rgb_topic),
-               "depth": (CompressedImage, nc.depth_topic + "/compressedDepth")
-               if nc.depth_transport == "compressedDepth" else (Image, nc.depth_topic),
-               "info": (CameraInfo, nc.camera_info_topic), "pose": (pose_types[nc.pose_type], nc.pose_topic)}
+        out = {
+            "rgb": (CompressedImage, nc.rgb_topic + "/compressed")
+            if nc.rgb_transport == "compressed"
+            else (Image, nc.rgb_topic),
+            "depth": (CompressedImage, nc.depth_topic + "/compressedDepth")
+            if nc.depth_transport == "compressedDepth"
+            else (Image, nc.depth_topic),
+            "info": (CameraInfo, nc.camera_info_topic),
+            "pose": (pose_types[nc.pose_type], nc.pose_topic),
+        }
         if self.needs_gt:
             out["gt"] = (Image, nc.gt_instances_topic)
         return out
@@ -225,26 +251,33 @@ class GsSemanticNode(Node):
                 vocab = {c: i for i, c in enumerate(self.cfg.semantics.vocabulary)}
                 cls = {o.id: vocab.get(o.label, len(vocab)) for o in objs}
                 self.pub_cloud.publish(cloud_msg(snap.arrays, cls, h))
-            self.published_version = version     # only once published: a failed publish is tried again
+            self.published_version = version  # only once published: a failed publish is tried again
 
     def diagnostics_values(self) -> dict:
         import resource
+
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         snap = self.pipeline.snapshot
         gpu = 0.0
         import torch
+
         if torch.cuda.is_available():
-            gpu = torch.cuda.memory_allocated() / 2 ** 20
+            gpu = torch.cuda.memory_allocated() / 2**20
         values = {
-            "frames_accepted": self.assembler.validator.accepted, "queue": len(self.queue),
+            "frames_accepted": self.assembler.validator.accepted,
+            "queue": len(self.queue),
             "processing": int(self.processing),
-            "keyframes": len(self.pipeline.mapper.keyframes), "gaussians": len(self.pipeline.mapper.map),
-            "map_resolution_m": round(self.pipeline.mapper.resolution, 4),    # > 0: coarsened under the cap
+            "keyframes": len(self.pipeline.mapper.keyframes),
+            "gaussians": len(self.pipeline.mapper.map),
+            "map_resolution_m": round(self.pipeline.mapper.resolution, 4),  # > 0: coarsened under the cap
             "objects": len([o for o in snap.objects if not o.is_background]),
             "mapping_lag_s": round(max(0.0, self.last_input_stamp - self.last_processed_stamp), 3),
-            "cpu_rss_mb": round(rss_mb, 1), "gpu_mem_mb": round(gpu, 1),
-            "uptime_s": round(time.monotonic() - self.t0, 1), "published_version": self.published_version,
-            "refreshed_version": self.refreshed_version, "version": self.version,
+            "cpu_rss_mb": round(rss_mb, 1),
+            "gpu_mem_mb": round(gpu, 1),
+            "uptime_s": round(time.monotonic() - self.t0, 1),
+            "published_version": self.published_version,
+            "refreshed_version": self.refreshed_version,
+            "version": self.version,
             "failing_stages": ",".join(sorted(self.health.failing)),
         }
         for k, v in self.received.items():
@@ -298,8 +331,10 @@ class GsSemanticNode(Node):
         snap = self.pipeline.snapshot
         res.found = bool(r.found)
         res.target_phrase = r.parsed.target if r.parsed else ""
-        res.objects = [object_msg(o, snap.arrays, bool(req.include_gaussians), self.cfg.query.max_response_gaussians)
-                       for o in r.objects]
+        res.objects = [
+            object_msg(o, snap.arrays, bool(req.include_gaussians), self.cfg.query.max_response_gaussians)
+            for o in r.objects
+        ]
         res.scores = [float(s) for s in r.scores]
         res.message = r.message
         self.stats["queries"] += 1
@@ -341,6 +376,7 @@ class GsSemanticNode(Node):
             res.objects = [object_msg(o) for o in objs]
             res.message = f"{len(objs)} objects" if objs else "the map is empty"
             return res
+
         return self._serve("list_objects", body, req, res, lambda r, t: setattr(r, "message", t))
 
     def map_file(self, name: str):
@@ -357,18 +393,20 @@ class GsSemanticNode(Node):
             path = self.pipeline.save(path)
             res.success, res.message = True, f"saved {len(self.pipeline.mapper.map)} Gaussians to {path}"
             return res
+
         return self._serve("save_map", body, req, res, self._unsuccessful)
 
     def srv_load(self, req, res):
         def body(req, res):
             try:
                 self.pipeline.load(self.map_file(req.path))
-            except Exception as e:      # a bad file is an answer, not a failing stage
+            except Exception as e:  # a bad file is an answer, not a failing stage
                 res.success, res.message = False, f"load failed, current map kept: {type(e).__name__}: {e}"
                 return res
             self.version += 1
             res.success, res.message = True, f"loaded {len(self.pipeline.mapper.map)} Gaussians"
             return res
+
         return self._serve("load_map", body, req, res, self._unsuccessful)
 
     def autosave(self):

@@ -3,6 +3,7 @@
 The node's inputs are found in the bag by the node's own topic parameters (io.bags.input_connections:
 colour raw or `<topic>/compressed`, any pose type); messages are published as their recorded CDR
 bytes, so nothing is converted on the way."""
+
 from __future__ import annotations
 
 import time
@@ -40,7 +41,7 @@ class BagPlayer(Node):
             for c in conns:
                 if c.topic not in self.pubs:
                     self.pubs[c.topic] = self.create_publisher(_ros_type(c.msgtype), c.topic, self.qos)
-            time.sleep(0.5)                                   # let discovery finish before the first frame
+            time.sleep(0.5)  # let discovery finish before the first frame
             t_bag0 = t_wall0 = None
             for conn, t_ns, raw in reader.messages(connections=conns):
                 if stop():

@@ -4,6 +4,7 @@ Every wait on the node (its services coming up, a condition on /diagnostics) che
 least twice a second, so a node that dies fails its caller within a second or two, with the tail of
 its log, instead of after the caller's timeout.
 """
+
 from __future__ import annotations
 
 import os
@@ -64,8 +65,9 @@ class NodeProcess:
             if client.wait_for_service(timeout_sec=0.5):
                 return
         self.check()
-        raise TimeoutError(f"service {client.srv_name} did not come up in {timeout:.0f} s; the end of {self.log}:\n"
-                           f"{self.tail()}")
+        raise TimeoutError(
+            f"service {client.srv_name} did not come up in {timeout:.0f} s; the end of {self.log}:\n{self.tail()}"
+        )
 
     def wait_until(self, cond: Callable[[], bool], timeout: float, spin: Callable[[], None] = lambda: None) -> bool:
         """Spin + test `cond` until true (True) or `timeout` (False), watching the process."""

@@ -1,5 +1,6 @@
 """Demo report: the saved map rendered at a recorded view (RGB and object ids), the answered
 boxes drawn over that camera image, and a table of answers vs ground truth."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,18 +20,29 @@ EDGES = [(0, 1), (0, 2), (1, 3), (2, 3), (4, 5), (4, 6), (5, 7), (6, 7), (0, 4),
 
 def _render(arrays: dict, colors: np.ndarray, frame, scale: int = 4):
     cam = frame.camera.scaled(frame.camera.width // scale, frame.camera.height // scale)
-    t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+
+    def t(a):
+        return torch.as_tensor(a, dtype=torch.float32)
+
     with torch.no_grad():
-        out = TorchRasterizer().render(t(arrays["means"]), t(arrays["quats"]), t(arrays["scales"]),
-                                       t(arrays["opacities"]), t(colors), np.linalg.inv(frame.T_world_cam),
-                                       raster_K(cam), cam.width, cam.height)
+        out = TorchRasterizer().render(
+            t(arrays["means"]),
+            t(arrays["quats"]),
+            t(arrays["scales"]),
+            t(arrays["opacities"]),
+            t(colors),
+            np.linalg.inv(frame.T_world_cam),
+            raster_K(cam),
+            cam.width,
+            cam.height,
+        )
     return (out.colors.clamp(0, 1).numpy() * 255).astype(np.uint8)
 
 
 def id_colors(ids: np.ndarray) -> np.ndarray:
     rng = np.random.default_rng(3)
     lut = rng.uniform(0.15, 1.0, (int(ids.max(initial=0)) + 2, 3))
-    lut[0] = 0.35     # background grey
+    lut[0] = 0.35  # background grey
     return lut[np.maximum(ids, 0)]
 
 
@@ -38,10 +50,12 @@ def write_report(out: Path, sim_dir: Path, result: dict):
     arrays, _, _ = load_map(out / "map")
     frames = list(read_frames(sim_dir / "bag"))
     frame = frames[len(frames) // 3]
-    Image.fromarray(_render(arrays, arrays["rgb"], frame)).resize((frame.camera.width, frame.camera.height)) \
-        .save(out / "map_rgb.png")
-    Image.fromarray(_render(arrays, id_colors(arrays["object_id"]), frame)) \
-        .resize((frame.camera.width, frame.camera.height), Image.NEAREST).save(out / "map_objects.png")
+    Image.fromarray(_render(arrays, arrays["rgb"], frame)).resize((frame.camera.width, frame.camera.height)).save(
+        out / "map_rgb.png"
+    )
+    Image.fromarray(_render(arrays, id_colors(arrays["object_id"]), frame)).resize(
+        (frame.camera.width, frame.camera.height), Image.NEAREST
+    ).save(out / "map_objects.png")
     img = Image.fromarray(frame.rgb.copy())
     draw = ImageDraw.Draw(img)
     V = np.linalg.inv(frame.T_world_cam)
@@ -57,12 +71,15 @@ def write_report(out: Path, sim_dir: Path, result: dict):
             draw.line([tuple(uv[i]), tuple(uv[j])], fill=(0, 255, 0), width=2)
         draw.text(tuple(uv[:, :].min(0) - [0, 12]), f"{a['label']} ({a['confidence']:.2f})", fill=(255, 255, 0))
     img.save(out / "answers.png")
-    rows = "\n".join(f"| {a['query']} | {a['found']} | {a['label']} | {a['confidence']:.2f} | {a['box_iou']:.2f} | "
-                     f"{'yes' if a['present_in_gt'] else 'no'} |" for a in result.get("answers", []))
+    rows = "\n".join(
+        f"| {a['query']} | {a['found']} | {a['label']} | {a['confidence']:.2f} | {a['box_iou']:.2f} | "
+        f"{'yes' if a['present_in_gt'] else 'no'} |"
+        for a in result.get("answers", [])
+    )
     (out / "report.md").write_text(f"""# gs_semantic demo report
 
-Perception: **{result['perception']}**. {result['frames']} frames, {result.get('keyframes', '?')} keyframes,
-{result.get('gaussians', '?')} Gaussians, {result.get('objects', '?')} objects, {result.get('wall_s', '?')} s wall.
+Perception: **{result["perception"]}**. {result["frames"]} frames, {result.get("keyframes", "?")} keyframes,
+{result.get("gaussians", "?")} Gaussians, {result.get("objects", "?")} objects, {result.get("wall_s", "?")} s wall.
 
 | map rendered (RGB) | object ids | answers over the camera image |
 |---|---|---|

@@ -6,6 +6,7 @@ CLIP misreading a crop, blur across a shared border) and what the mask does then
 Gaussian per object column in the map's state, so densify/prune carry them; `assign` turns them
 into one object id per Gaussian.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,13 +36,16 @@ def agreeing_objects(K: int, emb: dict, e: np.ndarray, cfg: SemanticsConfig) -> 
     return agree
 
 
-def misreads_known_object(records: dict, coverage: np.ndarray, share: np.ndarray, agree: torch.Tensor,
-                          cfg: SemanticsConfig) -> bool:
+def misreads_known_object(
+    records: dict, coverage: np.ndarray, share: np.ndarray, agree: torch.Tensor, cfg: SemanticsConfig
+) -> bool:
     """A mask that is most of a known object and lies mostly on it, with an embedding that disagrees, is
     that object misread (CLIP on a bad crop): it votes for none, else a wrong-class twin of the table
     grows from such masks."""
-    return any(coverage[o] >= cfg.assoc_whole_coverage and share[o] >= cfg.assoc_misread_share and not agree[o]
-               for o in records)
+    return any(
+        coverage[o] >= cfg.assoc_whole_coverage and share[o] >= cfg.assoc_misread_share and not agree[o]
+        for o in records
+    )
 
 
 def disjoint(Wm: torch.Tensor, mass: torch.Tensor, m: int, others: list[int], max_overlap: float) -> torch.Tensor:
@@ -53,8 +57,9 @@ def disjoint(Wm: torch.Tensor, mass: torch.Tensor, m: int, others: list[int], ma
     return inter < max_overlap * torch.minimum(mass[m], mass[others]).clamp(min=1e-9)
 
 
-def exclude_founded_apart(agree: torch.Tensor, Wm: torch.Tensor, mass: torch.Tensor, m: int, founded: dict,
-                          cfg: SemanticsConfig) -> None:
+def exclude_founded_apart(
+    agree: torch.Tensor, Wm: torch.Tensor, mass: torch.Tensor, m: int, founded: dict, cfg: SemanticsConfig
+) -> None:
     """A record another mask of this view founded is that mask's thing: a disjoint mask reaching it
     through blur on their shared border (book on book, apple on floor) is a different thing."""
     if not founded:
@@ -76,8 +81,15 @@ def shares(votes: torch.Tensor, core_m: torch.Tensor, cols: torch.Tensor) -> np.
 
 
 @torch.no_grad()
-def associate(records: dict[int, ObjectRecord], gmap: GaussianMap, W: torch.Tensor, embeddings: np.ndarray,
-              stamp: float, areas: list[int] | None, cfg: SemanticsConfig) -> list[int]:
+def associate(
+    records: dict[int, ObjectRecord],
+    gmap: GaussianMap,
+    W: torch.Tensor,
+    embeddings: np.ndarray,
+    stamp: float,
+    areas: list[int] | None,
+    cfg: SemanticsConfig,
+) -> list[int]:
     """W (N, M+1) from lifting, embeddings (M, D): votes added, records created. Returns the object id
     per mask (-1: it voted for none)."""
     votes = gmap.state["votes"]
@@ -85,13 +97,13 @@ def associate(records: dict[int, ObjectRecord], gmap: GaussianMap, W: torch.Tens
     Wm, Wb = W[:, 1:], W[:, 0]
     P = votes / votes.sum(1, keepdim=True).clamp(min=1e-9)
     mass = Wm.sum(0).clamp(min=1e-9)
-    total = W.sum(1, keepdim=True).clamp(min=1e-9)              # each Gaussian's weight in this view
-    core = Wm * (Wm / total)                                     # weight x inside-fraction: border bleed of
-    all_shares = (core.T @ P) / core.sum(0).clamp(min=1e-9)[:, None]   # neighbours barely counts (thin objects)
-    visible = (total[:, 0] @ P).clamp(min=1e-9)                  # each object's weight in this view
-    coverage = ((Wm.T @ P) / visible[None]).cpu().numpy()        # share of the object inside the mask
+    total = W.sum(1, keepdim=True).clamp(min=1e-9)  # each Gaussian's weight in this view
+    core = Wm * (Wm / total)  # weight x inside-fraction: border bleed of
+    all_shares = (core.T @ P) / core.sum(0).clamp(min=1e-9)[:, None]  # neighbours barely counts (thin objects)
+    visible = (total[:, 0] @ P).clamp(min=1e-9)  # each object's weight in this view
+    coverage = ((Wm.T @ P) / visible[None]).cpu().numpy()  # share of the object inside the mask
     emb = {i: r.embedding() for i, r in records.items()}
-    founded: dict[int, int] = {}       # record -> the mask of this view that founded it
+    founded: dict[int, int] = {}  # record -> the mask of this view that founded it
     assigned = []
     for m in range(Wm.shape[1]):
         if float(mass[m]) < 1e-6:

@@ -1,4 +1,5 @@
 """Oriented boxes from an object's Gaussians, robust to floaters, plus box IoU for metrics."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,9 @@ def _o3d():
     return open3d
 
 
-def clean_points(points: np.ndarray, opacities: np.ndarray, min_opacity: float = 0.1,
-                 std_ratio: float = 2.0, nb: int = 16) -> np.ndarray:
+def clean_points(
+    points: np.ndarray, opacities: np.ndarray, min_opacity: float = 0.1, std_ratio: float = 2.0, nb: int = 16
+) -> np.ndarray:
     p = points[opacities >= min_opacity] if (opacities >= min_opacity).sum() >= 4 else points
     if len(p) < nb + 1:
         return p
@@ -31,8 +33,15 @@ def clean_points(points: np.ndarray, opacities: np.ndarray, min_opacity: float =
 def _footprint(xy: np.ndarray, u: np.ndarray) -> tuple:
     v = np.array([-u[1], u[0]])
     a, b = xy @ u, xy @ v
-    return ((a.max() - a.min()) * (b.max() - b.min()), u, v, (a.min() + a.max()) / 2, (b.min() + b.max()) / 2,
-            a.max() - a.min(), b.max() - b.min())
+    return (
+        (a.max() - a.min()) * (b.max() - b.min()),
+        u,
+        v,
+        (a.min() + a.max()) / 2,
+        (b.min() + b.max()) / 2,
+        a.max() - a.min(),
+        b.max() - b.min(),
+    )
 
 
 def upright_box(points: np.ndarray, axis_tolerance: float = 0.0) -> OrientedBox:
@@ -86,8 +95,9 @@ def side_coverage(points: np.ndarray, box: OrientedBox, depth: float) -> np.ndar
     return out
 
 
-def grow_sides(points: np.ndarray, box: OrientedBox, sigma: float, grow: float, flat: float = 0.0,
-               round_: float = 0.0) -> OrientedBox:
+def grow_sides(
+    points: np.ndarray, box: OrientedBox, sigma: float, grow: float, flat: float = 0.0, round_: float = 0.0
+) -> OrientedBox:
     """Widen an upright box around Gaussian centres to the surface they render.
 
     Centres on a flat face lie on it; where the surface curves, rendering pulls them inside the
@@ -99,10 +109,11 @@ def grow_sides(points: np.ndarray, box: OrientedBox, sigma: float, grow: float, 
         k = np.full(4, grow)
     else:
         k = grow * np.clip((flat - side_coverage(points, box, sigma)) / (flat - round_), 0.0, 1.0).mean(1)
-    d = sigma * k                                   # +x, -x, +y, -y
+    d = sigma * k  # +x, -x, +y, -y
     shift = np.array([(d[0] - d[1]) / 2, (d[2] - d[3]) / 2, 0.0])
-    return OrientedBox(box.center + box.rotation @ shift, box.rotation,
-                       box.size + np.array([d[0] + d[1], d[2] + d[3], 0.0]))
+    return OrientedBox(
+        box.center + box.rotation @ shift, box.rotation, box.size + np.array([d[0] + d[1], d[2] + d[3], 0.0])
+    )
 
 
 def minimal_box(points: np.ndarray) -> OrientedBox:

@@ -2,6 +2,7 @@
 embedding against the class names' text embeddings); boxes are upright (yaw only) and fitted to the
 object's Gaussians, robust to floaters, grown where the surface curves, and reaching down to the
 surface the object stands on."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,13 +45,20 @@ class Labeller:
         return np.isin(ids, stuff_ids)
 
 
-def support_height(cfg: SemanticsConfig, pts: np.ndarray | None, stuff_pts: np.ndarray, bottom: float, center=None,
-                   rotation=None, half=None) -> float | None:
+def support_height(
+    cfg: SemanticsConfig,
+    pts: np.ndarray | None,
+    stuff_pts: np.ndarray,
+    bottom: float,
+    center=None,
+    rotation=None,
+    half=None,
+) -> float | None:
     """Median height of the stuff around an object's footprint, near its lowest Gaussian."""
     if len(stuff_pts) == 0:
         return None
     reach, margin = cfg.support_reach, cfg.support_margin
-    if center is None:                   # axis-aligned footprint of the points
+    if center is None:  # axis-aligned footprint of the points
         lo, hi = pts.min(0), pts.max(0)
         center, rotation, half = (lo + hi) / 2, np.eye(3), (hi - lo) / 2
     loc = (stuff_pts - center) @ rotation
@@ -60,9 +68,9 @@ def support_height(cfg: SemanticsConfig, pts: np.ndarray | None, stuff_pts: np.n
     return float(np.median(z)) if len(z) >= 3 else None
 
 
-
-def describe(snap: dict, records: dict[int, ObjectRecord], labels: Labeller, cfg: SemanticsConfig,
-             box_mode: str = "upright") -> list[SemanticObject]:
+def describe(
+    snap: dict, records: dict[int, ObjectRecord], labels: Labeller, cfg: SemanticsConfig, box_mode: str = "upright"
+) -> list[SemanticObject]:
     """Every object of a host snapshot: label, confidence, alternatives, box, members, embedding."""
     out = []
     ids = snap["object_id"]
@@ -79,29 +87,39 @@ def describe(snap: dict, records: dict[int, ObjectRecord], labels: Labeller, cfg
         rec = records.get(oid)
         is_bg = bool(stuff[idx[0]])
         # a thing needs enough Gaussians and more than one supporting mask (spurious SAM masks)
-        if not is_bg and (len(idx) < cfg.min_object_gaussians or rec is None
-                          or rec.n_masks < cfg.min_object_masks):
+        if not is_bg and (len(idx) < cfg.min_object_gaussians or rec is None or rec.n_masks < cfg.min_object_masks):
             continue
         pts = snap["means"][idx]
         clean = clean_points(pts, snap["opacities"][idx], cfg.box_min_opacity, cfg.box_outlier_std)
         box = fit_box(clean, box_mode, cfg.box_axis_tolerance)
         sigma = float(np.median(snap["scales"][idx].max(1)))
         bottom = box.center[2] - box.size[2] / 2
-        if box_mode == "upright":     # the vertical sides grow by what their shape says (boxes.grow_sides)
-            box = grow_sides(clean, box, sigma, cfg.box_grow_sigma, cfg.box_flat_coverage,
-                             cfg.box_round_coverage)
+        if box_mode == "upright":  # the vertical sides grow by what their shape says (boxes.grow_sides)
+            box = grow_sides(clean, box, sigma, cfg.box_grow_sigma, cfg.box_flat_coverage, cfg.box_round_coverage)
         else:
             box.size[:2] += 2 * sigma * cfg.box_grow_sigma
         box.size[2] += 2 * sigma * cfg.box_grow_sigma_z
         if not is_bg and box_mode == "upright":
-            support = support_height(cfg, None, snap["means"][stuff], bottom, box.center, box.rotation,
-                                         box.size / 2)
+            support = support_height(cfg, None, snap["means"][stuff], bottom, box.center, box.rotation, box.size / 2)
             top = box.center[2] + box.size[2] / 2
-            if support is not None and top - support > 1e-3:     # its unseen underside reaches down to it
+            if support is not None and top - support > 1e-3:  # its unseen underside reaches down to it
                 box.center[2], box.size[2] = (top + support) / 2, top - support
-        out.append(SemanticObject(
-            id=int(oid), label=label, confidence=conf, alternatives=alts, is_background=is_bg, obb=box,
-            aabb_min=clean.min(0), aabb_max=clean.max(0), centroid=clean.mean(0), num_gaussians=len(idx),
-            gaussian_indices=idx, last_seen=rec.last_seen if rec else 0.0, embedding=embs[oid],
-            view_embeddings=np.stack([v[1] for v in rec.views]) if rec and rec.views else None))
+        out.append(
+            SemanticObject(
+                id=int(oid),
+                label=label,
+                confidence=conf,
+                alternatives=alts,
+                is_background=is_bg,
+                obb=box,
+                aabb_min=clean.min(0),
+                aabb_max=clean.max(0),
+                centroid=clean.mean(0),
+                num_gaussians=len(idx),
+                gaussian_indices=idx,
+                last_seen=rec.last_seen if rec else 0.0,
+                embedding=embs[oid],
+                view_embeddings=np.stack([v[1] for v in rec.views]) if rec and rec.views else None,
+            )
+        )
     return out

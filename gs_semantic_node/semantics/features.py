@@ -7,6 +7,7 @@ features move. Because every view pulls the same Gaussians, features agree acros
 the 2D masks (and their ids) do not; the registry uses them to keep touching instances of the
 same class apart.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,7 +24,7 @@ def pixel_labels(masks: list, H: int, W: int, device) -> torch.Tensor:
     if not masks:
         return lab
     area = [int(np.asarray(m).sum()) for m in masks]
-    for i in sorted(range(len(masks)), key=lambda i: -area[i]):       # smallest written last
+    for i in sorted(range(len(masks)), key=lambda i: -area[i]):  # smallest written last
         m = torch.as_tensor(np.asarray(masks[i]), device=device)
         if m.shape != (H, W):
             m = F.interpolate(m[None, None].float(), size=(H, W), mode="nearest")[0, 0] > 0.5
@@ -45,8 +46,9 @@ def contrastive_loss(f: torch.Tensor, y: torch.Tensor, temperature: float) -> to
     return -((log_prob * pos).sum(1)[has] / pos.sum(1)[has]).mean()
 
 
-def distill(mapper: Mapper, kf: Keyframe, masks: list, iters: int, pixels: int = 1024,
-            temperature: float = 0.1, seed: int = 0) -> list[float]:
+def distill(
+    mapper: Mapper, kf: Keyframe, masks: list, iters: int, pixels: int = 1024, temperature: float = 0.1, seed: int = 0
+) -> list[float]:
     """A few feature-only optimisation steps on one keyframe; returns the losses."""
     gmap = mapper.map
     if iters <= 0 or len(gmap) == 0 or len(masks) < 2:

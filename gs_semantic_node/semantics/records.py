@@ -1,5 +1,6 @@
 """What the registry keeps per object: its best views (weight, embedding) and when it was seen.
 Column 0 of the per-Gaussian votes is BACKGROUND (what no mask explained)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ BACKGROUND = 0
 @dataclass
 class ObjectRecord:
     id: int
-    views: list = field(default_factory=list)   # (weight, embedding), best top-k kept
+    views: list = field(default_factory=list)  # (weight, embedding), best top-k kept
     last_seen: float = 0.0
     n_masks: int = 0
 

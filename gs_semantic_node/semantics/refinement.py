@@ -2,6 +2,7 @@
 duplicates merged (one per stuff class; things sharing votes; touching parts that agree), labels
 smoothed over the kNN graph, and a thing's Gaussians lying in the surface it stands on given to
 that surface."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -57,7 +58,7 @@ def merge_duplicates(records: dict, gmap: GaussianMap, labels: Labeller, cfg: Se
     trees = {o: cKDTree(means[ids == o]) for o in live}
     embs = {o: records[o].embedding() for o in live}
     stuff = {}
-    for o in live:      # one object per stuff class (the floor seen piecewise is still one floor)
+    for o in live:  # one object per stuff class (the floor seen piecewise is still one floor)
         label = labels.classify(embs[o])[0]
         if label in cfg.stuff_classes:
             if label in stuff:
@@ -67,19 +68,18 @@ def merge_duplicates(records: dict, gmap: GaussianMap, labels: Labeller, cfg: Se
                 stuff[label] = o
     merge_shared_votes(records, votes, labels, cfg)
     live = [o for o in live if o in records]
-    feats = object_features(gmap.params["features"].detach().cpu().numpy(), ids, live) \
-        if cfg.feature_iters > 0 else {}
+    feats = object_features(gmap.params["features"].detach().cpu().numpy(), ids, live) if cfg.feature_iters > 0 else {}
     for i, a in enumerate(live):
-        for b in live[i + 1:]:
+        for b in live[i + 1 :]:
             if a not in records or b not in records or embs[a] is None or embs[b] is None:
                 continue
             if float(embs[a] @ embs[b]) < cfg.merge_similarity:
                 continue
             if a in feats and b in feats and float(feats[a] @ feats[b]) < cfg.merge_feature_similarity:
-                continue          # same class, touching, but distinct instances by their features
+                continue  # same class, touching, but distinct instances by their features
             small, big = (a, b) if trees[a].n < trees[b].n else (b, a)
             d, _ = trees[big].query(trees[small].data, k=1, distance_upper_bound=cfg.split_eps / 2)
-            if np.isfinite(d).mean() < cfg.merge_touch_fraction:   # parts share a long boundary; neighbours barely touch
+            if np.isfinite(d).mean() < cfg.merge_touch_fraction:  # parts share a long boundary; neighbours barely touch
                 continue
             absorb(records, votes, big, small, cfg.top_k_views)
             embs[big] = records[big].embedding()
@@ -95,7 +95,7 @@ def merge_shared_votes(records: dict, votes: torch.Tensor, labels: Labeller, cfg
     alike pair merges first and the columns are compared again, so no chain A ~ bridge ~ B forms."""
     if cfg.merge_vote_cosine > 1:
         return
-    mass = votes.sum(0).cpu().numpy()     # records that own no Gaussian yet count: they may win together
+    mass = votes.sum(0).cpu().numpy()  # records that own no Gaussian yet count: they may win together
     things = [o for o in records if mass[o] > 0 and not labels.is_stuff(records[o])]
     while len(things) >= 2:
         cols = votes[:, things]
@@ -131,14 +131,14 @@ def smooth_labels(gmap: GaussianMap, cfg: SemanticsConfig):
     ids = gmap.state["object_id"].cpu().numpy().copy()
     _, nb = cKDTree(means).query(means, k=k + 1)
     nb = nb[:, 1:]
-    wcol = np.exp(-((rgb[nb] - rgb[:, None]) ** 2).sum(-1) / cfg.smooth_color_scale)   # similar colour counts more
+    wcol = np.exp(-((rgb[nb] - rgb[:, None]) ** 2).sum(-1) / cfg.smooth_color_scale)  # similar colour counts more
     for _ in range(cfg.smooth_iters):
         lab = ids[nb]
         agree = (wcol * (lab == ids[:, None])).sum(1)
         # the neighbours' weighted majority label
         best_lab, best_w = ids.copy(), agree.copy()
         for j in range(k):
-            w = (wcol * (lab == lab[:, j:j + 1])).sum(1)
+            w = (wcol * (lab == lab[:, j : j + 1])).sum(1)
             better = w > best_w
             best_lab[better], best_w[better] = lab[better, j], w[better]
         flip = best_w > cfg.smooth_flip_ratio * np.maximum(agree, 1e-6)
@@ -167,7 +167,7 @@ def peel_support(records: dict, gmap: GaussianMap, labels: Labeller, cfg: Semant
             continue
         low = idx[pts[:, 2] < support + cfg.support_peel]
         if len(low) >= cfg.support_patch * len(idx):
-            low = idx      # nearly all of it lies in the surface: a patch of the surface misread as a thing
+            low = idx  # nearly all of it lies in the surface: a patch of the surface misread as a thing
         elif len(low) == 0 or len(idx) - len(low) < cfg.min_object_gaussians:
             continue
         ids[low] = ids[stuff_idx[tree.query(means[low], k=1)[1]]]

@@ -6,6 +6,7 @@ merge, smooth, peel: semantics/refinement.py) and description (labels and boxes 
 semantics/description.py). Votes live per Gaussian per object column in the map's state
 (column 0 = unexplained background), so densify/prune carry them.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,11 +28,12 @@ class ObjectRegistry:
         self.cfg = cfg
         self.records: dict[int, ObjectRecord] = {}
         self.labels = Labeller(cfg, embed_text)
-        self.objects: list[SemanticObject] = []      # last refreshed, for readers
+        self.objects: list[SemanticObject] = []  # last refreshed, for readers
         self.keyframes = 0
 
-    def update(self, gmap: GaussianMap, W: torch.Tensor, embeddings: np.ndarray, stamp: float,
-               areas: list[int] | None = None) -> list[int]:
+    def update(
+        self, gmap: GaussianMap, W: torch.Tensor, embeddings: np.ndarray, stamp: float, areas: list[int] | None = None
+    ) -> list[int]:
         """One keyframe's masks: W (N, M+1) from lifting, embeddings (M, D). The object id per mask (-1: none)."""
         self.keyframes += 1
         return associate(self.records, gmap, W, embeddings, stamp, areas, self.cfg)

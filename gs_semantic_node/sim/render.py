@@ -1,4 +1,5 @@
 """Render a scene along a robot-like camera trajectory, with exact GT (masks, boxes, surfaces)."""
+
 from __future__ import annotations
 
 import os
@@ -30,7 +31,7 @@ def look_at(eye, target, up=(0, 0, 1)) -> np.ndarray:
     z = target - eye
     z /= np.linalg.norm(z)
     x = np.cross(z, up)
-    if np.linalg.norm(x) < 1e-6:          # looking straight down
+    if np.linalg.norm(x) < 1e-6:  # looking straight down
         x = np.cross(z, (0, 1, 0))
     x /= np.linalg.norm(x)
     y = np.cross(z, x)
@@ -83,6 +84,7 @@ class SceneRenderer:
         self.spec = spec
         if spec.family == "libero":
             from .libero import libero_model
+
             self.model = libero_model(spec, scene_mjcf(spec))
         else:
             self.model = mujoco.MjModel.from_xml_string(scene_mjcf(spec))
@@ -96,10 +98,17 @@ class SceneRenderer:
         # geom -> instance id
         self.geom_instance = np.zeros(self.model.ngeom, dtype=np.int32)
         for g in range(self.model.ngeom):
-            root = self.model.body_rootid[self.model.geom_bodyid[g]]     # objects may nest bodies
+            root = self.model.body_rootid[self.model.geom_bodyid[g]]  # objects may nest bodies
             name = mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_BODY, root) or ""
-            self.geom_instance[g] = (TABLE_ID if name == "table" else FLOOR_ID if name == "floor"
-                                     else int(name[3:]) if name.startswith("obj") else 0)
+            self.geom_instance[g] = (
+                TABLE_ID
+                if name == "table"
+                else FLOOR_ID
+                if name == "floor"
+                else int(name[3:])
+                if name.startswith("obj")
+                else 0
+            )
 
     def close(self):
         self.renderer.close()
@@ -107,7 +116,7 @@ class SceneRenderer:
     def render(self, T_world_cam: np.ndarray, index: int = 0, stamp: float = 0.0) -> Frame:
         T_mj = T_world_cam[:3, :3] @ OPTICAL_TO_MJ
         self.model.cam_pos[self.cam_id] = T_world_cam[:3, 3]
-        q = Rotation.from_matrix(T_mj).as_quat()           # xyzw
+        q = Rotation.from_matrix(T_mj).as_quat()  # xyzw
         self.model.cam_quat[self.cam_id] = [q[3], q[0], q[1], q[2]]
         mujoco.mj_forward(self.model, self.data)
         r = self.renderer
@@ -134,13 +143,13 @@ class SceneRenderer:
             Rb = d.xmat[bid].reshape(3, 3)
             corners = []
             for g in np.nonzero((m.body_rootid[m.geom_bodyid] == bid) & (m.geom_rgba[:, 3] > 0))[0]:
-                if m.geom_type[g] == mujoco.mjtGeom.mjGEOM_MESH:       # exact: the mesh's own vertices
+                if m.geom_type[g] == mujoco.mjtGeom.mjGEOM_MESH:  # exact: the mesh's own vertices
                     wpts = visual_points(m, d, [g])
                 else:
                     c, h = m.geom_aabb[g, :3], m.geom_aabb[g, 3:]
                     loc = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]) * h + c
                     wpts = loc @ d.geom_xmat[g].reshape(3, 3).T + d.geom_xpos[g]
-                corners.append((wpts - d.xpos[bid]) @ Rb)               # into the object's body frame
+                corners.append((wpts - d.xpos[bid]) @ Rb)  # into the object's body frame
             pts = np.concatenate(corners)
             lo, hi = pts.min(0), pts.max(0)
             center = d.xpos[bid] + Rb @ ((lo + hi) / 2)
@@ -149,9 +158,27 @@ class SceneRenderer:
             out.append(GTObject(o.instance_id, o.cls, o.descriptions, obb, wc.min(0), wc.max(0)))
         t_size = np.array([2 * TABLE_HALF[0], 2 * TABLE_HALF[1], TABLE_TOP])
         t_obb = OrientedBox(np.array([0, 0, TABLE_TOP / 2]), np.eye(3), t_size)
-        out.append(GTObject(TABLE_ID, "table", ["a wooden table", "a table"], t_obb, -t_size / 2 + t_obb.center,
-                            t_size / 2 + t_obb.center, True))
+        out.append(
+            GTObject(
+                TABLE_ID,
+                "table",
+                ["a wooden table", "a table"],
+                t_obb,
+                -t_size / 2 + t_obb.center,
+                t_size / 2 + t_obb.center,
+                True,
+            )
+        )
         f_obb = OrientedBox(np.array([0, 0, -0.005]), np.eye(3), np.array([8.0, 8.0, 0.01]))
-        out.append(GTObject(FLOOR_ID, "floor", ["the floor", "a tiled floor"], f_obb, np.array([-4, -4, -0.01]),
-                            np.array([4, 4, 0.0]), True))
+        out.append(
+            GTObject(
+                FLOOR_ID,
+                "floor",
+                ["the floor", "a tiled floor"],
+                f_obb,
+                np.array([-4, -4, -0.01]),
+                np.array([4, 4, 0.0]),
+                True,
+            )
+        )
         return out

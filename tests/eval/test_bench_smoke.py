@@ -1,4 +1,5 @@
 """The benchmark commands run end to end at small settings and write the promised JSON keys."""
+
 import json
 
 import numpy as np
@@ -10,17 +11,34 @@ pytestmark = pytest.mark.slow
 
 
 def test_quality_and_speed_bench_write_json(tmp_path):
-    assert main(["bench", "quality", "--seeds", "101", "--tune-seeds", "", "--frames", "8", "--out", str(tmp_path)]) == 0
+    assert (
+        main(["bench", "quality", "--seeds", "101", "--tune-seeds", "", "--frames", "8", "--out", str(tmp_path)]) == 0
+    )
     q = json.loads((tmp_path / "quality.json").read_text())
     for m in ("full", "threshold"):
-        assert set(q[m]) >= {"query_success", "mean_box_iou", "gaussian_accuracy", "abstention", "abstention_near_miss",
-                             "abstention_unrelated", "n_scenes", "n_queries"}
+        assert set(q[m]) >= {
+            "query_success",
+            "mean_box_iou",
+            "gaussian_accuracy",
+            "abstention",
+            "abstention_near_miss",
+            "abstention_unrelated",
+            "n_scenes",
+            "n_queries",
+        }
         assert q[m]["n_scenes"] == 1 and 0.0 <= q[m]["query_success"] <= 1.0
     assert "oracle perception" in q["perception"] and q["noise_preset"] == "realistic"
     assert main(["bench", "speed", "--seeds", "101", "--frames", "8", "--out", str(tmp_path)]) == 0
     s = json.loads((tmp_path / "speed.json").read_text())
-    assert set(s) >= {"device", "frames_per_s", "lift_ms_per_keyframe", "query_ms_p50", "query_ms_p99", "peak_mem_gb",
-                      "gaussians"}
+    assert set(s) >= {
+        "device",
+        "frames_per_s",
+        "lift_ms_per_keyframe",
+        "query_ms_p50",
+        "query_ms_p99",
+        "peak_mem_gb",
+        "gaussians",
+    }
     assert s["frames_per_s"] > 0 and s["gaussians"] > 0
 
 
@@ -28,45 +46,110 @@ def test_device_benches_run_on_cpu(tmp_path):
     """The GPU benches' code paths (mapping, lifting, query latency, perception) at CPU sizes."""
     from gs_semantic_node.eval.perception import bench_perception
     from gs_semantic_node.types import Camera, Frame
+
     common = ["--seeds", "101", "--frames", "6", "--out", str(tmp_path)]
     assert main(["bench", "mapping", "--width", "64", "--height", "48", "--iters", "2", *common]) == 0
     m = json.loads((tmp_path / "mapping.json").read_text())[0]
     assert m["frames"] + m["heldout_frames"] == 6 and m["heldout_frames"] >= 1
     assert m["frames_per_s"] > 0 and m["gaussians"] > 0 and m["heldout_psnr_db"] > 10 and m["split_large"] is True
-    assert main(["bench", "mapping", "--width", "64", "--height", "48", "--iters", "2", "--frame-step", "2",
-                 "--split-large", "0", *common]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "mapping",
+                "--width",
+                "64",
+                "--height",
+                "48",
+                "--iters",
+                "2",
+                "--frame-step",
+                "2",
+                "--split-large",
+                "0",
+                *common,
+            ]
+        )
+        == 0
+    )
     m = json.loads((tmp_path / "mapping.json").read_text())[0]
     assert m["frames"] + m["heldout_frames"] == 3 and m["frame_step"] == 2 and m["split_large"] is False
-    assert main(["bench", "mapping", "--width", "64", "--height", "48", "--iters", "2", "--max-gaussians", "300",
-                 "--cap-policy", "merge", *common]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "mapping",
+                "--width",
+                "64",
+                "--height",
+                "48",
+                "--iters",
+                "2",
+                "--max-gaussians",
+                "300",
+                "--cap-policy",
+                "merge",
+                *common,
+            ]
+        )
+        == 0
+    )
     m = json.loads((tmp_path / "mapping.json").read_text())[0]
     assert m["cap_policy"] == "merge" and 0 < m["gaussians"] <= 300 and m["map_resolution_m"] > 0
     assert main(["bench", "lift", "--width", "64", "--height", "48", "--sizes", "3000", "--repeats", "1", *common]) == 0
     lift = json.loads((tmp_path / "lift.json").read_text())[0]
     assert lift["gaussians"] == 3000 and lift["trace_ms"] > 0 and lift["registry_update_ms"] > 0
     assert lift["distill_ms"] > 0 and lift["lift_ms"] == pytest.approx(
-        lift["trace_ms"] + lift["registry_update_ms"] + lift["distill_ms"])       # what a keyframe's lift runs
+        lift["trace_ms"] + lift["registry_update_ms"] + lift["distill_ms"]
+    )  # what a keyframe's lift runs
     assert main(["bench", "latency", "--sizes", "20000", "--objects", "5", "--clip-model", "tiny", *common]) == 0
     lat = json.loads((tmp_path / "latency.json").read_text())[0]
     assert lat["gaussians"] == 20000 and lat["cold_p50_ms"] >= lat["warm_p50_ms"] > 0
     from gs_semantic_node.eval.fixtures import instructions
     from gs_semantic_node.query.parser import parse
-    assert len({parse(t).target for t in instructions(3000)}) == 3000     # "cold" really is new to the cache
+
+    assert len({parse(t).target for t in instructions(3000)}) == 3000  # "cold" really is new to the cache
     rng = np.random.default_rng(0)
-    f = Frame((rng.random((48, 64, 3)) * 255).astype(np.uint8), np.ones((48, 64), np.float32),
-              Camera(50, 50, 31.5, 23.5, 64, 48), np.eye(4), 0.0, 0)
+    f = Frame(
+        (rng.random((48, 64, 3)) * 255).astype(np.uint8),
+        np.ones((48, 64), np.float32),
+        Camera(50, 50, 31.5, 23.5, 64, 48),
+        np.eye(4),
+        0.0,
+        0,
+    )
     rows = bench_perception(f, ["tiny"], "tiny", "cpu", repeats=1, clip_masks=4, stock_keep_all=True)
     kinds = {r["what"].split(" (")[0] for r in rows}
     assert {"SAM tiny ours", "SAM tiny stock SamAutomaticMaskGenerator", "SAM tiny image encoder alone"} <= kinds
     assert all(r["ms"] > 0 for r in rows)
-    assert sum("image encoder alone" in r["what"] for r in rows) == 2        # stock and fused attention
+    assert sum("image encoder alone" in r["what"] for r in rows) == 2  # stock and fused attention
 
 
 def test_load_bench_queries_a_grown_map_through_the_node(tmp_path):
     """`bench load --map-gaussians`: offline base map -> grown -> LoadMap into the real node over
     loopback DDS -> fresh sentences while the bag replays into it."""
-    assert main(["bench", "load", "--seeds", "101", "--frames", "6", "--threads", "2", "--per-thread", "15",
-                 "--map-gaussians", "20000", "--fresh-text", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "load",
+                "--seeds",
+                "101",
+                "--frames",
+                "6",
+                "--threads",
+                "2",
+                "--per-thread",
+                "15",
+                "--map-gaussians",
+                "20000",
+                "--fresh-text",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     r = json.loads((tmp_path / "load.json").read_text())
     assert r["loaded"] == "loaded 20000 Gaussians" and r["map_gaussians"] == 20000
     assert r["queries"] == 30 and r["failures"] == 0 and r["distinct_instructions"] == 30

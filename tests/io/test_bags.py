@@ -1,11 +1,13 @@
 """Any robot's bag: real TUM RGB-D frames (../shared/data) written the way robots record them (topic
 names of their own, JPEG colour, slow camera_info, poses from another source at other stamps, no GT),
 in both storages, read back as the same frames the node would assemble."""
+
 import collections
 
 import numpy as np
 import pytest
 from PIL import Image
+from robot_bags import REALSENSE, TUM, needs_tum, tum_truth, write_robot_bag
 
 from gs_semantic_node.config import Config
 from gs_semantic_node.io.assembler import PoseBuffer
@@ -13,7 +15,7 @@ from gs_semantic_node.io.bags import BagError, BagWriter, read_frames
 from gs_semantic_node.io.datasets import ImportOptions, import_frames, import_tum
 from gs_semantic_node.io.imageconv import decode_compressed, encode_compressed
 from gs_semantic_node.types import Camera
-from robot_bags import REALSENSE, TUM, needs_tum, tum_truth, write_robot_bag
+
 
 @needs_tum
 @pytest.mark.parametrize("storage,compressed", [("mcap", True), ("sqlite3", False), ("sqlite3", True)])
@@ -21,7 +23,7 @@ def test_a_robot_recording_reads_back_as_the_same_frames(tmp_path, storage, comp
     truth = tum_truth(11)
     write_robot_bag(tmp_path / "bag", truth, storage, compressed, np.random.default_rng(0))
     with pytest.raises(BagError, match="/camera/color/image_raw.*it holds.*/camera/camera/color"):
-        list(read_frames(tmp_path / "bag"))                  # the default topic names are not this robot's
+        list(read_frames(tmp_path / "bag"))  # the default topic names are not this robot's
     skipped = collections.Counter()
     got = list(read_frames(tmp_path, REALSENSE, faults=skipped))
     # the last image has no pose after it within its gap: it takes the one 4 ms later (nearest in slop)
@@ -29,9 +31,9 @@ def test_a_robot_recording_reads_back_as_the_same_frames(tmp_path, storage, comp
     for f, g in zip(truth, got):
         assert g.stamp == pytest.approx(f["t"]) and g.gt_instances is None
         err = np.abs(g.rgb.astype(int) - f["rgb"]).mean()
-        assert err < 6.0 if compressed else err == 0        # JPEG at quality 90
-        assert np.abs(g.depth - f["depth"]).max() <= 0.0006            # 16UC1 millimetres
-        assert np.abs(g.T_world_cam[:3, 3] - f["T"][:3, 3]).max() < 2e-3   # interpolated odometry
+        assert err < 6.0 if compressed else err == 0  # JPEG at quality 90
+        assert np.abs(g.depth - f["depth"]).max() <= 0.0006  # 16UC1 millimetres
+        assert np.abs(g.T_world_cam[:3, 3] - f["T"][:3, 3]).max() < 2e-3  # interpolated odometry
         assert g.camera.width == 640 and g.camera.fx == pytest.approx(517.3)
 
 
@@ -55,7 +57,7 @@ def test_import_frames_reads_a_7scenes_layout(tmp_path):
     for i, f in enumerate(truth):
         Image.fromarray(f["rgb"]).save(src / f"frame-{i:06d}.color.png")
         mm = np.round(f["depth"] * 1000).astype(np.uint16)
-        mm[mm == 0] = 65535                                     # 7-Scenes' "no depth"
+        mm[mm == 0] = 65535  # 7-Scenes' "no depth"
         Image.fromarray(mm).save(src / f"frame-{i:06d}.depth.png")
         np.savetxt(src / f"frame-{i:06d}.pose.txt", f["T"])
     (src / "K.txt").write_text("517.3 516.5 318.6 255.3\n")
@@ -69,6 +71,7 @@ def test_import_frames_reads_a_7scenes_layout(tmp_path):
 
 def test_pose_buffer_interpolates_and_refuses_gaps():
     from scipy.spatial.transform import Rotation
+
     pb = PoseBuffer(max_gap=0.5)
     a, b = np.eye(4), np.eye(4)
     b[:3, 3] = [1.0, 0, 0]
@@ -79,13 +82,14 @@ def test_pose_buffer_interpolates_and_refuses_gaps():
     assert np.allclose(mid[:3, 3], [0.5, 0, 0])
     assert Rotation.from_matrix(mid[:3, :3]).magnitude() == pytest.approx(np.radians(45))
     assert pb.at(1.41, 0.02) is b and pb.at(1.5, 0.02) is None
-    pb.add(3.0, a)                                              # 1.6 s gap: not interpolated across
+    pb.add(3.0, a)  # 1.6 s gap: not interpolated across
     assert pb.at(2.0, 0.02) is None
 
 
 def test_compressed_depth_roundtrip_and_garbage_is_an_image_error():
     from gs_semantic_node.io.imageconv import ImageError
-    d = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 1000)
+
+    d = np.arange(12, dtype=np.uint16).reshape(3, 4) * 1000
     fmt, data = encode_compressed(d)
     back, enc = decode_compressed(fmt, data)
     assert enc == "16UC1" and np.array_equal(back, d)
@@ -98,6 +102,7 @@ def test_compressed_depth_roundtrip_and_garbage_is_an_image_error():
 
 def test_depth_at_another_resolution_is_resampled_or_refused():
     from gs_semantic_node.io.validate import InputFault, resample_depth
+
     d = np.arange(4 * 6, dtype=np.uint16).reshape(4, 6)
     up = resample_depth(d, (8, 12))
     assert up.shape == (8, 12) and up[0, 0] == d[0, 0] and up[-1, -1] == d[-1, -1]
@@ -107,6 +112,7 @@ def test_depth_at_another_resolution_is_resampled_or_refused():
 
 def test_oracle_perception_on_a_bag_without_ground_truth_says_so(tmp_path):
     from gs_semantic_node.offline import offline_pipeline
+
     cam = Camera(50, 50, 15.5, 11.5, 32, 24)
     with BagWriter(tmp_path / "bag") as w:
         for i in range(2):

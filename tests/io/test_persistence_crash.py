@@ -1,4 +1,5 @@
 """SIGKILL while a map is being saved: the previous (or the new) complete map always loads."""
+
 import os
 import signal
 import subprocess
@@ -28,10 +29,16 @@ while True:
 def small():
     n = 100
     q = np.tile([1, 0, 0, 0], (n, 1)).astype(np.float32)
-    return {"means": np.zeros((n, 3), np.float32), "quats": q, "scales": np.full((n, 3), 0.01, np.float32),
-            "opacities": np.full(n, 0.5, np.float32), "rgb": np.full((n, 3), 0.5, np.float32),
-            "features": np.zeros((n, 16), np.float32), "object_id": np.full(n, 3, np.int32),
-            "confidence": np.ones(n, np.float32)}
+    return {
+        "means": np.zeros((n, 3), np.float32),
+        "quats": q,
+        "scales": np.full((n, 3), 0.01, np.float32),
+        "opacities": np.full(n, 0.5, np.float32),
+        "rgb": np.full((n, 3), 0.5, np.float32),
+        "features": np.zeros((n, 16), np.float32),
+        "object_id": np.full(n, 3, np.int32),
+        "confidence": np.ones(n, np.float32),
+    }
 
 
 def test_sigkill_during_save_never_corrupts(tmp_path):
@@ -45,7 +52,7 @@ def test_sigkill_during_save_never_corrupts(tmp_path):
         time.sleep(float(rng.uniform(0.05, 1.5)))
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
-        arrays, _, meta = load_map(path)               # must not raise
+        arrays, _, meta = load_map(path)  # must not raise
         n = len(arrays["means"])
         assert (meta["which"], n) in {("small", 100), ("big", 200_000)}
         assert (arrays["object_id"] == (3 if n == 100 else 7)).all()

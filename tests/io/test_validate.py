@@ -1,4 +1,5 @@
 """Validation layer: malformed messages become counted, named faults; hypothesis feeds garbage."""
+
 from types import SimpleNamespace as NS
 
 import numpy as np
@@ -40,18 +41,27 @@ def test_good_frame_accepted():
     assert f.depth[0, 0] == pytest.approx(1.2) and f.rgb.shape == (6, 8, 3)
 
 
-@pytest.mark.parametrize("mutate,reason", [
-    (lambda r, d, i, p: (img(np.zeros((6, 8, 3), np.uint8), "rgb8", 1.0)._replace if False else
-                         (NS(**{**vars(r), "encoding": "yuv422"}), d, i, p)), "encoding"),
-    (lambda r, d, i, p: (NS(**{**vars(r), "data": b"\0" * 5}), d, i, p), "size"),
-    (lambda r, d, i, p: (r, img(np.full((6, 8), np.nan, np.float32), "32FC1", 1.0), i, p), "depth_invalid"),
-    (lambda r, d, i, p: (r, d, None, p), "camera_info_missing"),
-    (lambda r, d, i, p: (r, d, info(f=float("nan")), p), "camera_info_invalid"),
-    (lambda r, d, i, p: (r, d, info(w=16), p), "camera_info_mismatch"),
-    (lambda r, d, i, p: (r, d, i, pose(1.0, q=(0, 0, 0, 2))), "pose_quaternion"),
-    (lambda r, d, i, p: (r, d, i, pose(1.0, x=float("inf"))), "pose_nonfinite"),
-    (lambda r, d, i, p: (r, img(np.zeros((3, 8), np.uint16), "16UC1", 1.0), i, p), "size_mismatch"),
-])
+@pytest.mark.parametrize(
+    "mutate,reason",
+    [
+        (
+            lambda r, d, i, p: (
+                img(np.zeros((6, 8, 3), np.uint8), "rgb8", 1.0)._replace
+                if False
+                else (NS(**{**vars(r), "encoding": "yuv422"}), d, i, p)
+            ),
+            "encoding",
+        ),
+        (lambda r, d, i, p: (NS(**{**vars(r), "data": b"\0" * 5}), d, i, p), "size"),
+        (lambda r, d, i, p: (r, img(np.full((6, 8), np.nan, np.float32), "32FC1", 1.0), i, p), "depth_invalid"),
+        (lambda r, d, i, p: (r, d, None, p), "camera_info_missing"),
+        (lambda r, d, i, p: (r, d, info(f=float("nan")), p), "camera_info_invalid"),
+        (lambda r, d, i, p: (r, d, info(w=16), p), "camera_info_mismatch"),
+        (lambda r, d, i, p: (r, d, i, pose(1.0, q=(0, 0, 0, 2))), "pose_quaternion"),
+        (lambda r, d, i, p: (r, d, i, pose(1.0, x=float("inf"))), "pose_nonfinite"),
+        (lambda r, d, i, p: (r, img(np.zeros((3, 8), np.uint16), "16UC1", 1.0), i, p), "size_mismatch"),
+    ],
+)
 def test_each_fault_kind_is_named(mutate, reason):
     v = InputValidator(NodeConfig())
     with pytest.raises(InputFault) as e:
@@ -87,14 +97,24 @@ def test_approx_sync_pairs_within_slop():
     assert s.add("a", 1.49, "a15") == {"a": "a15", "b": "b15"}
 
 
-field = st.one_of(st.none(), st.integers(-10, 10 ** 6), st.floats(allow_nan=True), st.text(max_size=5),
-                  st.binary(max_size=50))
+field = st.one_of(
+    st.none(), st.integers(-10, 10**6), st.floats(allow_nan=True), st.text(max_size=5), st.binary(max_size=50)
+)
 
 
 @settings(max_examples=150, deadline=None)
-@given(enc=st.one_of(st.text(max_size=6), st.sampled_from(["rgb8", "16UC1", "32FC1"])), h=field, w=field, step=field,
-       data=field, k=st.lists(st.floats(allow_nan=True), min_size=0, max_size=12), iw=field, ih=field,
-       q=st.tuples(*[st.floats(allow_nan=True)] * 4), t=st.floats(allow_nan=True, allow_infinity=True))
+@given(
+    enc=st.one_of(st.text(max_size=6), st.sampled_from(["rgb8", "16UC1", "32FC1"])),
+    h=field,
+    w=field,
+    step=field,
+    data=field,
+    k=st.lists(st.floats(allow_nan=True), min_size=0, max_size=12),
+    iw=field,
+    ih=field,
+    q=st.tuples(*[st.floats(allow_nan=True)] * 4),
+    t=st.floats(allow_nan=True, allow_infinity=True),
+)
 def test_random_fields_never_escape_validation(enc, h, w, step, data, k, iw, ih, q, t):
     v = InputValidator(NodeConfig())
     r = NS(header=NS(stamp=NS(sec=0, nanosec=0)), encoding=enc, height=h, width=w, step=step, is_bigendian=0, data=data)

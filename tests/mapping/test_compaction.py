@@ -1,20 +1,20 @@
 import numpy as np
 import pytest
 import torch
+from builders import plane_frame
 
 from gs_semantic_node.config import MapperConfig
+from gs_semantic_node.eval.metrics import evaluate_view
 from gs_semantic_node.mapping.compaction import SPREAD, merge_groups, merge_in_voxels, rotmat_to_quat
 from gs_semantic_node.mapping.gaussians import GaussianMap
 from gs_semantic_node.mapping.mapper import Mapper
-from gs_semantic_node.eval.metrics import evaluate_view
 from gs_semantic_node.mapping.rasterizer import quat_to_rotmat
-from builders import plane_frame
 
 
 def test_rotmat_to_quat_inverts_quat_to_rotmat():
     torch.manual_seed(0)
     q = torch.nn.functional.normalize(torch.randn(5000, 4), dim=-1)
-    q = torch.cat([q, torch.tensor([[0.0, 1, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]])])   # 180-degree turns, identity
+    q = torch.cat([q, torch.tensor([[0.0, 1, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]])])  # 180-degree turns, identity
     q = torch.where(q[:, :1] < 0, -q, q)
     back = rotmat_to_quat(quat_to_rotmat(q))
     assert torch.allclose(quat_to_rotmat(back), quat_to_rotmat(q), atol=1e-5)
@@ -24,11 +24,11 @@ def test_a_tiling_of_discs_merges_into_one_disc_in_their_plane():
     """Four 1 cm discs on the tilted plane z = y, side by side: one disc in the same plane, its centre
     their centroid, spread over the tiling (widened by SPREAD); colour averaged, votes added."""
     g = GaussianMap(16)
-    n = torch.nn.functional.normalize(torch.tensor([0.0, -1.0, 1.0]), dim=0)      # plane normal
+    n = torch.nn.functional.normalize(torch.tensor([0.0, -1.0, 1.0]), dim=0)  # plane normal
     e1, e2 = torch.tensor([1.0, 0.0, 0.0]), torch.nn.functional.normalize(torch.tensor([0.0, 1.0, 1.0]), dim=0)
     centres = torch.stack([a * e1 + b * e2 for a in (-0.01, 0.01) for b in (-0.01, 0.01)])
     centres = centres + torch.tensor([0.3, 0.2, 0.2])
-    R = torch.stack([e1, e2, n], 1)                                                  # disc axes: e1, e2, normal
+    R = torch.stack([e1, e2, n], 1)  # disc axes: e1, e2, normal
     quats = rotmat_to_quat(R[None].repeat(4, 1, 1))
     rgb = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [1.0, 1.0, 1.0]])
     g.append(centres, rgb, torch.tensor([[0.01, 0.01, 0.001]]).repeat(4, 1), opacity=0.9, quats=quats)
@@ -41,8 +41,8 @@ def test_a_tiling_of_discs_merges_into_one_disc_in_their_plane():
     axes = quat_to_rotmat(a["quats"])[0]
     s = a["scales"][0]
     thin = axes[:, s.argmin()]
-    assert abs(float(thin.detach() @ n)) > 0.999                                              # still in the plane
-    in_plane = (1e-4 + SPREAD * 1e-4) ** 0.5                     # own 1 cm + the members' 1 cm spread, widened
+    assert abs(float(thin.detach() @ n)) > 0.999  # still in the plane
+    in_plane = (1e-4 + SPREAD * 1e-4) ** 0.5  # own 1 cm + the members' 1 cm spread, widened
     assert s.min() < 0.002 and torch.allclose(s.sort().values[1:], torch.full((2,), in_plane), atol=1e-5)
     assert torch.allclose(a["rgb"][0], rgb.mean(0), atol=1e-5)
     assert float(g.state["votes"][0, 5]) == 10.0 and int(g.state["object_id"][0]) == 5
@@ -50,8 +50,11 @@ def test_a_tiling_of_discs_merges_into_one_disc_in_their_plane():
 
 def test_merging_never_mixes_objects():
     g = GaussianMap(16)
-    g.append(torch.tensor([[0.01, 0.0, 0.0], [0.02, 0.0, 0.0], [0.03, 0.0, 0.0], [0.04, 0.0, 0.0]]),
-             torch.rand(4, 3), torch.full((4, 3), 0.005))
+    g.append(
+        torch.tensor([[0.01, 0.0, 0.0], [0.02, 0.0, 0.0], [0.03, 0.0, 0.0], [0.04, 0.0, 0.0]]),
+        torch.rand(4, 3),
+        torch.full((4, 3), 0.005),
+    )
     g.state["object_id"][:] = torch.tensor([1, 2, 1, 2], dtype=torch.int32)
     assert merge_in_voxels(g, 0.1) == 2
     assert sorted(g.state["object_id"].tolist()) == [1, 2]
@@ -78,7 +81,7 @@ def test_a_map_over_its_cap_stays_under_it(policy):
         assert ev["coverage"] < 0.5 and m.resolution == 0
         return
     assert ev["coverage"] > 0.9 and ev["depth_l1"] < 0.02 and m.resolution > 0
-    m.integrate(plane_frame(x=1.0, d=1.5))                                           # half of it new surface
+    m.integrate(plane_frame(x=1.0, d=1.5))  # half of it new surface
     assert len(m.map) <= 300
     assert evaluate_view(m, plane_frame(x=1.0, d=1.5))["coverage"] > 0.9
     assert np.all(m.map.snapshot()["scales"].max(1) < 4 * m.resolution)

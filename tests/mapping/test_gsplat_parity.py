@@ -2,6 +2,7 @@
 
 Tolerances: colour/alpha/depth max abs diff <= 2e-3 (float32; tile-culling edge cases aside),
 gradients relative L2 error <= 5e-2 (gsplat's backward accumulates in a different order)."""
+
 import numpy as np
 import pytest
 import torch
@@ -11,8 +12,10 @@ from gs_semantic_node.mapping.rasterizer import GsplatRasterizer, TorchRasterize
 pytestmark = pytest.mark.gpu
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA for gsplat (CPU machines: parity runs on the "
-                                                          "device machine, results in bench/RESULTS.md)")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="needs CUDA for gsplat (CPU machines: parity runs on the device machine, results in bench/RESULTS.md)",
+)
 @pytest.mark.parametrize("seed,channels", [(0, 3), (1, 16), (2, 32)])
 def test_parity(seed, channels):
     g = torch.Generator().manual_seed(seed)
@@ -31,8 +34,10 @@ def test_parity(seed, channels):
         outs[name] = ([x.detach().cpu() for x in (o.colors, o.alpha, o.depth)], [t.grad.cpu() for t in ts])
     img_err = [float((a - b).abs().max()) for a, b in zip(outs["torch"][0], outs["gsplat"][0])]
     grad_err = [float((a - b).norm() / (a.norm() + 1e-12)) for a, b in zip(outs["torch"][1], outs["gsplat"][1])]
-    print(f"parity seed={seed} channels={channels}: max abs image err (colors, alpha, depth) "
-          f"{[f'{e:.2e}' for e in img_err]}; rel L2 grad err (means, quats, scales, opacities, colors) "
-          f"{[f'{e:.2e}' for e in grad_err]}")
+    print(
+        f"parity seed={seed} channels={channels}: max abs image err (colors, alpha, depth) "
+        f"{[f'{e:.2e}' for e in img_err]}; rel L2 grad err (means, quats, scales, opacities, colors) "
+        f"{[f'{e:.2e}' for e in grad_err]}"
+    )
     assert max(img_err) <= 2e-3
     assert max(grad_err) <= 5e-2

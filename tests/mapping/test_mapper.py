@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from builders import plane_frame, tilted_frame
 
 from gs_semantic_node.config import MapperConfig
 from gs_semantic_node.eval.metrics import evaluate_view, observed
@@ -8,7 +9,6 @@ from gs_semantic_node.io.mapfile import MapFileError, load_map, save_map
 from gs_semantic_node.mapping.mapper import Mapper, backproject
 from gs_semantic_node.mapping.rasterizer import TorchRasterizer, make_rasterizer, quat_to_rotmat
 from gs_semantic_node.types import Camera
-from builders import plane_frame, tilted_frame
 
 
 def test_seeding_reproduces_the_depth_surface():
@@ -34,27 +34,29 @@ def test_center_depth_term_pulls_centres_onto_the_observed_surface():
     m.integrate(plane_frame(d=1.5))
     kf = m.keyframes[-1]
     with torch.no_grad():
-        m.map.params["means"][:, 2] += 0.01                      # everything 1 cm behind the surface
-        m.map.params["means"][0, 2] += 0.2                       # one far behind: occluded, not pulled
+        m.map.params["means"][:, 2] += 0.01  # everything 1 cm behind the surface
+        m.map.params["means"][0, 2] += 0.2  # one far behind: occluded, not pulled
     m.map.params["means"].grad = None
     m.center_depth_loss(kf).backward()
     g = m.map.params["means"].grad[:, 2]
-    assert (g[1:] > 0).all() and g[0] == 0                       # descent moves them forward, not it
+    assert (g[1:] > 0).all() and g[0] == 0  # descent moves them forward, not it
 
 
 def test_oblique_surfaces_do_not_sink_behind_the_observed_depth():
     """Expected depth favours the nearer blended centres on an oblique plane, so its loss alone
     pushes centres behind the surface; the centre term holds them closer to it."""
     offsets = {}
-    for name, cfg in {"expected depth only": MapperConfig(lambda_depth=0.5, lambda_center_depth=0.0),
-                      "defaults": MapperConfig()}.items():
+    for name, cfg in {
+        "expected depth only": MapperConfig(lambda_depth=0.5, lambda_center_depth=0.0),
+        "defaults": MapperConfig(),
+    }.items():
         torch.manual_seed(0)
         cfg.width, cfg.height, cfg.iters_per_keyframe = 40, 30, 0
         m = Mapper(cfg)
         m.integrate(tilted_frame())
         m.optimise(40)
         P = m.map.means.detach().numpy()
-        offsets[name] = float(np.median(P[:, 2] - (1.0 + 1.2 * P[:, 1])))     # > 0: behind the plane
+        offsets[name] = float(np.median(P[:, 2] - (1.0 + 1.2 * P[:, 1])))  # > 0: behind the plane
     assert offsets["expected depth only"] > 0.004, offsets
     assert offsets["defaults"] < 0.5 * offsets["expected depth only"], offsets
 
@@ -62,7 +64,7 @@ def test_oblique_surfaces_do_not_sink_behind_the_observed_depth():
 def test_seeded_discs_lie_in_an_oblique_plane_stretched_along_the_tilt():
     """Plane z = 1 + 1.2 y: each seed's thin axis is the plane's normal, its long axis the ray's
     direction within the plane, stretched by 1 / cos(view angle) over the cross axis."""
-    m = Mapper(MapperConfig(width=40, height=30, iters_per_keyframe=0, max_scale=1.0))   # no cap on the stretch
+    m = Mapper(MapperConfig(width=40, height=30, iters_per_keyframe=0, max_scale=1.0))  # no cap on the stretch
     kf = m.prepare(tilted_frame())
     m.seed(kf)
     a = m.map.activated()
@@ -70,10 +72,10 @@ def test_seeded_discs_lie_in_an_oblique_plane_stretched_along_the_tilt():
     S = a["scales"].detach()
     P = a["means"].detach()
     n = torch.nn.functional.normalize(torch.tensor([0.0, -1.2, 1.0]), dim=0)
-    ray = torch.nn.functional.normalize(P, dim=-1)                       # camera at the origin
+    ray = torch.nn.functional.normalize(P, dim=-1)  # camera at the origin
     cos = (ray @ n).abs()
     tilt = torch.nn.functional.normalize(ray - cos[:, None] * n, dim=-1)
-    inner = (S[:, 2] < S[:, 1]).numpy()     # discs; the last seeded row and column lack a neighbour: spheres
+    inner = (S[:, 2] < S[:, 1]).numpy()  # discs; the last seeded row and column lack a neighbour: spheres
     assert inner.sum() == 300 - 20 - 15 + 1
     assert ((R[:, :, 2] @ n).abs()[inner] > 0.999).all()
     assert ((R[:, :, 0] * tilt).sum(-1).abs()[inner] > 0.999).all()
@@ -126,29 +128,30 @@ def test_prune_and_split_keep_labels_aligned():
     sel[:5] = True
     parents = g.state["object_id"][:5].clone()
     g.split(sel)
-    assert torch.equal(g.state["object_id"][-10:], parents.repeat(2))   # children inherit their parent's id
+    assert torch.equal(g.state["object_id"][-10:], parents.repeat(2))  # children inherit their parent's id
     assert g.params["means"].shape[0] == g.state["object_id"].shape[0] == g.state["votes"].shape[0]
 
 
 @pytest.mark.parametrize("split", [True, False])
 def test_oversized_gaussians_are_split_not_dropped(split):
     torch.manual_seed(0)
-    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0, max_scale=0.05, split_large=split,
-                            seed_surfels=False))
+    m = Mapper(
+        MapperConfig(width=80, height=60, iters_per_keyframe=0, max_scale=0.05, split_large=split, seed_surfels=False)
+    )
     m.integrate(plane_frame())
     g = m.map
-    i = torch.arange(len(g))                        # seeds: 30 rows x 40 columns, 0.03 m spheres 0.05 m apart
+    i = torch.arange(len(g))  # seeds: 30 rows x 40 columns, 0.03 m spheres 0.05 m apart
     g.remove(~((i // 40 % 2 == 0) & (i % 40 % 2 == 0)))
     n = len(g)
     assert n == 300
     with torch.no_grad():
-        g.params["scales"][:] = np.log(0.08)       # a sparse map of big Gaussians that still covers the plane
-        g.params["opacities"][:10] = -10.0           # ... and ten transparent ones
+        g.params["scales"][:] = np.log(0.08)  # a sparse map of big Gaussians that still covers the plane
+        g.params["opacities"][:10] = -10.0  # ... and ten transparent ones
     g.state["object_id"] = torch.arange(n, dtype=torch.int32)
     before = evaluate_view(m, plane_frame())["coverage"]
     assert before > 0.95
     removed, n_split = m.prune_and_split()
-    if not split:                                   # pruning drops them all
+    if not split:  # pruning drops them all
         assert removed == n and n_split == 0 and len(g) == 0
         return
     assert removed == 10
@@ -157,7 +160,7 @@ def test_oversized_gaussians_are_split_not_dropped(split):
     assert torch.equal(g.state["object_id"].sort().values, torch.arange(10, n, dtype=torch.int32).repeat_interleave(2))
     assert torch.allclose(g.activated()["scales"], torch.full((len(g), 3), 0.08 / 1.6))
     assert bool((g.activated()["opacities"] > 0.5).all())
-    assert evaluate_view(m, plane_frame())["coverage"] > before - 0.05     # the surface stays covered
+    assert evaluate_view(m, plane_frame())["coverage"] > before - 0.05  # the surface stays covered
 
 
 def test_a_non_finite_gaussian_neither_crashes_nor_spreads():
@@ -166,8 +169,8 @@ def test_a_non_finite_gaussian_neither_crashes_nor_spreads():
     n = len(m.map)
     with torch.no_grad():
         m.map.params["means"][0] = float("nan")
-        m.map.params["scales"][1] = 60.0              # exp(60) m: a runaway Gaussian
-    m.optimise(6)                                      # used to raise in the centre-depth term's lookup
+        m.map.params["scales"][1] = 60.0  # exp(60) m: a runaway Gaussian
+    m.optimise(6)  # used to raise in the centre-depth term's lookup
     assert bool(torch.isfinite(m.map.params["means"][2:]).all()) and bool(torch.isfinite(m.map.params["sh0"]).all())
     removed, _ = m.prune_and_split()
     assert removed == 2 and len(m.map) == n - 2 and bool(torch.isfinite(m.map.params["means"]).all())
@@ -176,10 +179,16 @@ def test_a_non_finite_gaussian_neither_crashes_nor_spreads():
 def _arrays(n=30):
     rng = np.random.default_rng(0)
     q = rng.normal(size=(n, 4))
-    return {"means": rng.normal(size=(n, 3)).astype(np.float32), "quats": (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32),
-            "scales": rng.uniform(0.01, 0.05, (n, 3)).astype(np.float32), "opacities": rng.uniform(0.1, 0.9, n).astype(np.float32),
-            "rgb": rng.uniform(0.1, 0.9, (n, 3)).astype(np.float32), "features": rng.normal(size=(n, 16)).astype(np.float32),
-            "object_id": rng.integers(0, 5, n).astype(np.int32), "confidence": rng.random(n).astype(np.float32)}
+    return {
+        "means": rng.normal(size=(n, 3)).astype(np.float32),
+        "quats": (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32),
+        "scales": rng.uniform(0.01, 0.05, (n, 3)).astype(np.float32),
+        "opacities": rng.uniform(0.1, 0.9, n).astype(np.float32),
+        "rgb": rng.uniform(0.1, 0.9, (n, 3)).astype(np.float32),
+        "features": rng.normal(size=(n, 16)).astype(np.float32),
+        "object_id": rng.integers(0, 5, n).astype(np.int32),
+        "confidence": rng.random(n).astype(np.float32),
+    }
 
 
 def test_save_load_roundtrip_and_truncation_refused(tmp_path):
@@ -228,6 +237,7 @@ def test_held_out_view_scores_the_surface_the_keyframes_saw():
 
 def test_grown_map_keeps_every_object_in_place(tmp_path):
     from gs_semantic_node.eval.fixtures import grow_map
+
     a = _arrays()
     recs = {1: {"views": [(3.0, np.ones(4, np.float32))], "n_masks": 7, "last_seen": 2.5}}
     save_map(tmp_path / "m", a, recs)
@@ -235,7 +245,7 @@ def test_grown_map_keeps_every_object_in_place(tmp_path):
     assert grow_map(tmp_path / "m", tmp_path / "big", n) == n
     b, r, meta = load_map(tmp_path / "big")
     assert len(b["means"]) == n and r.keys() == recs.keys() and meta["grown_to"] == n
-    np.testing.assert_allclose(b["means"][:n0], a["means"], atol=1e-6)       # the originals first, unmoved
+    np.testing.assert_allclose(b["means"][:n0], a["means"], atol=1e-6)  # the originals first, unmoved
     for oid in np.unique(a["object_id"]):
         orig, grown = a["means"][a["object_id"] == oid], b["means"][b["object_id"] == oid]
         assert len(grown) > len(orig)

@@ -1,4 +1,5 @@
 """Real SAM / open_clip code paths with tiny random models; oracle noise statistics."""
+
 import numpy as np
 import pytest
 import torch
@@ -19,8 +20,10 @@ def frame(gt=None, seed=0):
 
 def test_tiny_sam_end_to_end_through_the_real_generator():
     from gs_semantic_node.perception.sam import SamMaskGenerator, tiny_sam
-    gen = SamMaskGenerator(tiny_sam(64), "cpu", points_per_side=4, pred_iou_thresh=-10, stability_thresh=0.0,
-                           min_pixels=1)
+
+    gen = SamMaskGenerator(
+        tiny_sam(64), "cpu", points_per_side=4, pred_iou_thresh=-10, stability_thresh=0.0, min_pixels=1
+    )
     masks = gen.generate(frame())
     assert all(m.mask.shape == (64, 64) and m.mask.dtype == bool for m in masks)
     assert all(m.level in ("object", "part", "subpart") for m in masks)
@@ -46,11 +49,12 @@ def test_tiny_clip_from_a_local_checkpoint(tmp_path):
     import open_clip
 
     from gs_semantic_node.perception.clip import ClipEmbedder, load_clip, register_tiny_clip
+
     name = register_tiny_clip()
     model, _, _ = open_clip.create_model_and_transforms(name, pretrained=None)
     ckpt = tmp_path / "tiny.pt"
     torch.save(model.state_dict(), ckpt)
-    emb = ClipEmbedder(*load_clip(name, str(ckpt)))           # the same loading code as a real checkpoint
+    emb = ClipEmbedder(*load_clip(name, str(ckpt)))  # the same loading code as a real checkpoint
     m = np.zeros((64, 64), bool)
     m[16:48, 16:48] = True
     e = emb.embed_masks(frame(), [Mask(m, 1.0), Mask(~m, 1.0)])
@@ -61,11 +65,12 @@ def test_tiny_clip_from_a_local_checkpoint(tmp_path):
     with torch.no_grad():
         tok = open_clip.get_tokenizer(name)(["a photo of a table"])
         r = torch.nn.functional.normalize(ref.encode_text(tok), dim=-1)[0].numpy()
-    assert np.allclose(r, t[2], atol=1e-5)                   # weights really came from the checkpoint
+    assert np.allclose(r, t[2], atol=1e-5)  # weights really came from the checkpoint
 
 
 def test_text_cache_is_bounded_lru_and_encodes_only_what_it_lacks():
     import threading
+
     calls = []
 
     def encode(texts):
@@ -76,21 +81,22 @@ def test_text_cache_is_bounded_lru_and_encodes_only_what_it_lacks():
     assert c([]).shape == (0, 2) and not calls
     out = c(["mug", "bowl", "mug"])
     assert calls == [["mug", "bowl"]] and out.tolist() == [[3, 109], [4, 98], [3, 109]]
-    c(["can", "mug"])                       # mug becomes the most recent; bowl is now the oldest
-    c(["apple"])                            # evicts bowl, keeps mug
+    c(["can", "mug"])  # mug becomes the most recent; bowl is now the oldest
+    c(["apple"])  # evicts bowl, keeps mug
     assert calls[-2:] == [["can"], ["apple"]] and len(c) == 3
     c(["mug"])
-    assert calls[-1] == ["apple"]           # a hit: nothing encoded
+    assert calls[-1] == ["apple"]  # a hit: nothing encoded
     c(["bowl"])
-    assert calls[-1] == ["bowl"]            # it was evicted
+    assert calls[-1] == ["bowl"]  # it was evicted
     errors = []
 
     def hammer(k):
         try:
             for i in range(300):
                 assert c([f"w{(i * 7 + k) % 11}", "mug"]).shape == (2, 2)
-        except Exception as e:              # noqa: BLE001 - surfaced below
+        except Exception as e:  # noqa: BLE001 - surfaced below
             errors.append(e)
+
     ts = [threading.Thread(target=hammer, args=(k,)) for k in range(4)]
     [t.start() for t in ts]
     [t.join() for t in ts]
@@ -100,7 +106,7 @@ def test_text_cache_is_bounded_lru_and_encodes_only_what_it_lacks():
 def test_oracle_noise_statistics_match_parameters():
     gt = np.zeros((120, 160), np.int32)
     for i in range(8):
-        gt[10 + (i // 4) * 40: 50 + (i // 4) * 40, 5 + (i % 4) * 38: 43 + (i % 4) * 38] = i + 3   # touching
+        gt[10 + (i // 4) * 40 : 50 + (i // 4) * 40, 5 + (i % 4) * 38 : 43 + (i % 4) * 38] = i + 3  # touching
     noise = noise_preset("clean", p_part=0.2, p_merge=0.0, p_miss=0.1)
     g = OracleMaskGenerator(noise, seed=1)
     for _ in range(300):
@@ -121,6 +127,7 @@ def test_oracle_noise_statistics_match_parameters():
 
 def test_text_proxy_embeds_gt_descriptions():
     from gs_semantic_node.perception.oracle import TextProxyEmbedder
+
     gt = np.zeros((64, 64), np.int32)
     gt[:32] = 3
     gt[32:] = 4
@@ -132,9 +139,19 @@ def test_text_proxy_embeds_gt_descriptions():
     assert sim[0, 0] > sim[0, 1] and sim[1, 1] > sim[1, 0]
 
 
-@pytest.mark.parametrize("text, phrase", [
-    ("can", "a can"), ("apple", "an apple"), ("red  bowl", "a red bowl"), ("the mug", "the mug"),
-    ("two books", "two books"), ("things", "things"), ("glass", "a glass"), ("a soda can", "a soda can")])
+@pytest.mark.parametrize(
+    "text, phrase",
+    [
+        ("can", "a can"),
+        ("apple", "an apple"),
+        ("red  bowl", "a red bowl"),
+        ("the mug", "the mug"),
+        ("two books", "two books"),
+        ("things", "things"),
+        ("glass", "a glass"),
+        ("a soda can", "a soda can"),
+    ],
+)
 def test_a_bare_noun_is_read_as_a_noun_phrase(text, phrase):
     assert noun_phrase(text) == phrase
 
@@ -143,6 +160,7 @@ def test_text_proxy_reads_a_bare_can_as_the_object_not_the_verb():
     """Development seed 24's can was never found: bare "can" sat at cosine 0.36-0.46 from every can
     description (MiniLM reads the verb)."""
     from gs_semantic_node.perception.oracle import TextProxyEmbedder
+
     emb = TextProxyEmbedder()
     d = emb.embed_text(["a soda can", "a metal can", "a tin can"])
     assert (d @ emb.embed_text(["can"])[0]).min() > 0.6
@@ -155,11 +173,13 @@ def test_sam_low_res_filtering_matches_the_stock_predictor():
     from segment_anything import SamPredictor
 
     from gs_semantic_node.perception.sam import SamMaskGenerator, tiny_sam
+
     sam = tiny_sam(64, seed=3)
     f = frame()
     box = np.array([[16, 16, 48, 48]], np.float32)
-    gen = SamMaskGenerator(sam, "cpu", points_per_side=1, pred_iou_thresh=-1e9, stability_thresh=0.0, min_pixels=1,
-                           nms_iou=1.0)
+    gen = SamMaskGenerator(
+        sam, "cpu", points_per_side=1, pred_iou_thresh=-1e9, stability_thresh=0.0, min_pixels=1, nms_iou=1.0
+    )
     ours = [m for m in gen.generate(f, prompts=box) if m.level == "object"]
     pred = SamPredictor(sam)
     pred.set_image(f.rgb)
@@ -178,13 +198,23 @@ def test_fused_sam_attention_matches_the_stock_encoder():
 
     from gs_semantic_node.perception.sam import SamMaskGenerator, tiny_sam
     from gs_semantic_node.perception.sam_attention import set_sam_attention
+
     torch.manual_seed(0)
-    enc = ImageEncoderViT(img_size=128, patch_size=16, embed_dim=32, depth=2, num_heads=2, out_chans=32,
-                          norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), use_rel_pos=True, window_size=3,
-                          global_attn_indexes=(1,)).eval()
+    enc = ImageEncoderViT(
+        img_size=128,
+        patch_size=16,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        out_chans=32,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        use_rel_pos=True,
+        window_size=3,
+        global_attn_indexes=(1,),
+    ).eval()
     for name, p in enc.named_parameters():
         if "rel_pos" in name:
-            p.data.normal_()                                     # zero-initialised otherwise: no bias to get wrong
+            p.data.normal_()  # zero-initialised otherwise: no bias to get wrong
     model = torch.nn.Module()
     model.image_encoder = enc
     x = torch.randn(1, 3, 128, 128)

@@ -1,4 +1,5 @@
 import re
+
 import numpy as np
 import pytest
 
@@ -8,23 +9,33 @@ from gs_semantic_node.query.parser import parse
 from gs_semantic_node.types import OrientedBox, SemanticObject
 
 
-@pytest.mark.parametrize("text,target,count,relation,anchor", [
-    ("grab the mug", "mug", 1, None, None),
-    ("Please pick up the red bowl.", "red bowl", 1, None, None),
-    ("where is the ketchup?", "ketchup", 1, None, None),
-    ("bring me the two books", "book", 2, None, None),
-    ("the mug next to the bowl", "mug", 1, "next_to", "bowl"),
-    ("could you hand me the cup left of the plate", "cup", 1, "left_of", "plate"),
-    ("grab the bottle nearest to the camera", "bottle", 1, "nearest_camera", None),
-    ("get all apples", "apple", 0, None, None),
-])
+@pytest.mark.parametrize(
+    "text,target,count,relation,anchor",
+    [
+        ("grab the mug", "mug", 1, None, None),
+        ("Please pick up the red bowl.", "red bowl", 1, None, None),
+        ("where is the ketchup?", "ketchup", 1, None, None),
+        ("bring me the two books", "book", 2, None, None),
+        ("the mug next to the bowl", "mug", 1, "next_to", "bowl"),
+        ("could you hand me the cup left of the plate", "cup", 1, "left_of", "plate"),
+        ("grab the bottle nearest to the camera", "bottle", 1, "nearest_camera", None),
+        ("get all apples", "apple", 0, None, None),
+    ],
+)
 def test_parser(text, target, count, relation, anchor):
     p = parse(text)
     assert (p.target, p.count, p.relation, p.anchor) == (target, count, relation, anchor)
 
 
-VOCAB = {"mug": [1, 0, 0, 0], "bowl": [0, 1, 0, 0], "object": [0.3, 0.3, 0.3, 0.3], "things": [0.3, 0.3, 0.3, 0.3],
-         "stuff": [0.3, 0.3, 0.3, 0.3], "texture": [0.3, 0.3, 0.3, 0.3], "laptop": [0, 0, 0, 1]}
+VOCAB = {
+    "mug": [1, 0, 0, 0],
+    "bowl": [0, 1, 0, 0],
+    "object": [0.3, 0.3, 0.3, 0.3],
+    "things": [0.3, 0.3, 0.3, 0.3],
+    "stuff": [0.3, 0.3, 0.3, 0.3],
+    "texture": [0.3, 0.3, 0.3, 0.3],
+    "laptop": [0, 0, 0, 1],
+}
 
 
 def embed(texts):
@@ -46,7 +57,7 @@ def test_retrieval_finds_and_abstains():
     r = eng.query("bring me the laptop", objs)
     assert not r.found and "not in the map" in r.message
     bars = re.findall(r"(\w+) (-?[\d.]+) < ([\d.]+)", r.message)
-    assert bars and all(float(x) < float(y) for _, x, y in bars), r.message    # only the bars it failed
+    assert bars and all(float(x) < float(y) for _, x, y in bars), r.message  # only the bars it failed
     r = QueryEngine(QueryConfig(min_relevancy=0.0), embed).query("bring me the laptop", objs)
     assert "similarity" in r.message and "relevancy" not in r.message, r.message
     assert not eng.query("grab the mug", []).found
@@ -59,14 +70,17 @@ def test_relation_orders_by_anchor():
     assert r.found and r.objects[0].id == 2
 
 
-@pytest.mark.parametrize("confidence,runner_up,found", [
-    (0.9, 0.05, True),      # confident
-    (0.45, 0.05, True),     # low in a 36-word vocabulary, but nine times the next class: still a mug
-    (0.5, 0.4, False),      # a near tie with "bowl": the label is no evidence either way
-    (0.2, 0.01, False),     # under the floor
-])
+@pytest.mark.parametrize(
+    "confidence,runner_up,found",
+    [
+        (0.9, 0.05, True),  # confident
+        (0.45, 0.05, True),  # low in a 36-word vocabulary, but nine times the next class: still a mug
+        (0.5, 0.4, False),  # a near tie with "bowl": the label is no evidence either way
+        (0.2, 0.01, False),  # under the floor
+    ],
+)
 def test_a_sure_label_is_evidence_a_doubtful_one_is_not(confidence, runner_up, found):
-    noisy = [0.55, 0.0, 0.84, 0.0]            # views' average: cosine 0.55 with "mug" (below the bar)
+    noisy = [0.55, 0.0, 0.84, 0.0]  # views' average: cosine 0.55 with "mug" (below the bar)
     eng = QueryEngine(QueryConfig(min_similarity=0.7), embed)
     o = obj(1, noisy, 0.0)
     o.label, o.confidence, o.alternatives = "mug", confidence, [("bowl", runner_up)]
@@ -76,7 +90,10 @@ def test_a_sure_label_is_evidence_a_doubtful_one_is_not(confidence, runner_up, f
 
 def test_views_that_agree_are_evidence_a_single_misread_view_is_not():
     """A butter seen as 'butter' twice and as 'a small box' three times averages below the bar."""
-    u = lambda v: np.asarray(v, np.float32) / np.linalg.norm(v)       # noqa: E731
+
+    def u(v):
+        return np.asarray(v, np.float32) / np.linalg.norm(v)
+
     mug, box = u([1, 0, 0, 0]), u([0, 0, 1, 0])
     eng = QueryEngine(QueryConfig(min_similarity=0.7, view_evidence=2), embed)
     two = obj(1, u(2 * mug + 3 * box), 0.0)
@@ -92,14 +109,18 @@ def test_calibration_takes_the_middle_of_the_best_plateau():
     """The evidence bar is the middle of the widest run of equally good thresholds, not its edge: an
     edge that merely clears the tuning seeds' weakest true match is where held-out ones fall under it."""
     from gs_semantic_node.eval.quality import calibrate
+
     grid = [0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7]
     # one scene: true targets score 0.52 and 0.68; an absent query's best object scores 0.41
     scores, absent = [0.52, 0.68], [0.41]
-    scene = {"seed": 0, "near": [False],
-             "full": {t: [{"found": s >= t, "iou": 0.9, "gacc": 1.0} for s in scores] for t in grid},
-             "abst": {t: [a < t for a in absent] for t in grid}}
+    scene = {
+        "seed": 0,
+        "near": [False],
+        "full": {t: [{"found": s >= t, "iou": 0.9, "gacc": 1.0} for s in scores] for t in grid},
+        "abst": {t: [a < t for a in absent] for t in grid},
+    }
     # zero errors for 0.45 and 0.5 only; their middle (upper when even) is 0.5, not the cautious edge
     assert calibrate([scene], "full", "abst", grid) == 0.5
-    scores[0] = 0.66      # now 0.45 ... 0.65 tie at zero errors: the middle is 0.55
+    scores[0] = 0.66  # now 0.45 ... 0.65 tie at zero errors: the middle is 0.55
     scene["full"] = {t: [{"found": s >= t, "iou": 0.9, "gacc": 1.0} for s in scores] for t in grid}
     assert calibrate([scene], "full", "abst", grid) == 0.55

@@ -1,4 +1,5 @@
 """The node as a separate process over real DDS (loopback only)."""
+
 import os
 import signal
 import subprocess
@@ -19,10 +20,22 @@ pytestmark = pytest.mark.slow
 def node_proc(small_sim, tmp_path):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     log = open(tmp_path / "node.log", "w")
-    cmd = [sys.executable, "-m", "gs_semantic_node.ros.node", "--ros-args", "--params-file",
-           str(ROOT / "config" / "tabletop_demo.yaml"), "-p", f"perception.gt_path:={small_sim / 'gt.json'}",
-           "-p", f"node.map_dir:={tmp_path}", "-p", "node.publish_period:=0.5",
-           "-p", "mapper.iters_per_keyframe:=2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gs_semantic_node.ros.node",
+        "--ros-args",
+        "--params-file",
+        str(ROOT / "config" / "tabletop_demo.yaml"),
+        "-p",
+        f"perception.gt_path:={small_sim / 'gt.json'}",
+        "-p",
+        f"node.map_dir:={tmp_path}",
+        "-p",
+        "node.publish_period:=0.5",
+        "-p",
+        "mapper.iters_per_keyframe:=2",
+    ]
     p = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     yield p, tmp_path
     if p.poll() is None:
@@ -41,6 +54,7 @@ def client(node_proc):
         c = n.create_client(srv_type, f"/gs_semantic/{name}")
         assert c.wait_for_service(timeout_sec=timeout), (tmp / "node.log").read_text()
         return c
+
     try:
         yield n, connect
     finally:
@@ -65,14 +79,22 @@ def inject_faults(n, sim) -> dict:
 
     from gs_semantic_node.io.bags import read_frames
     from gs_semantic_node.io.imageconv import encode_image
+
     frames = list(read_frames(sim / "bag"))
     f = frames[-1]
     qos = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
     from gs_semantic_node.config import NodeConfig
-    nc = NodeConfig()                                  # the topics the simulator's bag and the node use
-    pubs = {k: n.create_publisher(t, topic, qos) for k, (t, topic) in {
-        "rgb": (Image, nc.rgb_topic), "depth": (Image, nc.depth_topic),
-        "pose": (PoseStamped, nc.pose_topic), "gt": (Image, nc.gt_instances_topic)}.items()}
+
+    nc = NodeConfig()  # the topics the simulator's bag and the node use
+    pubs = {
+        k: n.create_publisher(t, topic, qos)
+        for k, (t, topic) in {
+            "rgb": (Image, nc.rgb_topic),
+            "depth": (Image, nc.depth_topic),
+            "pose": (PoseStamped, nc.pose_topic),
+            "gt": (Image, nc.gt_instances_topic),
+        }.items()
+    }
     time.sleep(1.0)
 
     def image(arr, enc, t):
@@ -89,11 +111,16 @@ def inject_faults(n, sim) -> dict:
         q = quat
         p.pose.position.x, p.pose.position.y, p.pose.position.z = map(float, f.T_world_cam[:3, 3] + pos_offset)
         p.pose.orientation.x, p.pose.orientation.y, p.pose.orientation.z, p.pose.orientation.w = map(float, q)
-        for k, m in (("rgb", r), ("depth", d), ("pose", p), ("gt", image(f.gt_instances.astype(np.uint16), "16UC1", t))):
+        for k, m in (
+            ("rgb", r),
+            ("depth", d),
+            ("pose", p),
+            ("gt", image(f.gt_instances.astype(np.uint16), "16UC1", t)),
+        ):
             pubs[k].publish(m)
         time.sleep(0.3)
 
-    t0 = f.stamp + 0.5                    # right after the good stream, so pose jumps are real jumps
+    t0 = f.stamp + 0.5  # right after the good stream, so pose jumps are real jumps
     bad = image(f.rgb, "rgb8", t0)
     bad.encoding = "yuv422"
     send(t0, rgb=bad)
@@ -103,12 +130,18 @@ def inject_faults(n, sim) -> dict:
     short.data = short.data[:100]
     send(t0 + 0.3, rgb=short)
     half = image(f.rgb[::2, ::2].copy(), "rgb8", t0 + 0.4)
-    send(t0 + 0.4, rgb=half)                        # rgb smaller than depth and camera_info
-    send(t0 + 0.5, pos_offset=100.0)               # 100 m in 0.5 s
+    send(t0 + 0.4, rgb=half)  # rgb smaller than depth and camera_info
+    send(t0 + 0.5, pos_offset=100.0)  # 100 m in 0.5 s
     for p in pubs.values():
         n.destroy_publisher(p)
-    return {"encoding": 1, "depth_invalid": 1, "pose_quaternion": 1, "size": 1, "camera_info_mismatch": 1,
-            "pose_jump": 1}
+    return {
+        "encoding": 1,
+        "depth_invalid": 1,
+        "pose_quaternion": 1,
+        "size": 1,
+        "camera_info_mismatch": 1,
+        "pose_jump": 1,
+    }
 
 
 def test_node_end_to_end(node_proc, client, small_sim):
@@ -118,6 +151,7 @@ def test_node_end_to_end(node_proc, client, small_sim):
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
     from gs_semantic_node.ros.player import BagPlayer
+
     proc, tmp = node_proc
     n, connect = client
     q = connect(QueryObjects, "query_objects")
@@ -126,16 +160,24 @@ def test_node_end_to_end(node_proc, client, small_sim):
     r = call(n, q, QueryObjects.Request(instruction="grab the mug"))
     assert not r.found and "empty" in r.message
     diag = {}
-    n.create_subscription(DiagnosticArray, "/diagnostics",
-                          lambda m: diag.update({kv.key: kv.value for s in m.status for kv in s.values}), 10)
+    n.create_subscription(
+        DiagnosticArray,
+        "/diagnostics",
+        lambda m: diag.update({kv.key: kv.value for s in m.status for kv in s.values}),
+        10,
+    )
     player = BagPlayer(small_sim / "bag", rate=1.0)
     sent = player.play()
     assert sent == 12 * 5
     t_end = time.monotonic() + 240
     while time.monotonic() < t_end:
         rclpy.spin_once(n, timeout_sec=0.5)
-        if diag and int(diag.get("frames_processed", 0)) >= 12 and diag.get("queue") == "0" \
-                and diag.get("published_version") == diag.get("version"):
+        if (
+            diag
+            and int(diag.get("frames_processed", 0)) >= 12
+            and diag.get("queue") == "0"
+            and diag.get("published_version") == diag.get("version")
+        ):
             break
     assert int(diag.get("frames_processed", 0)) == 12, (diag, (tmp / "node.log").read_text()[-3000:])
     # fault injection: one corrupted set of each kind; each is skipped and counted, the node stays up
@@ -157,8 +199,11 @@ def test_node_end_to_end(node_proc, client, small_sim):
     assert not r.found and "rejected" in r.message
     lst = call(n, n.create_client(ListObjects, "/gs_semantic/list_objects"), ListObjects.Request())
     assert len(lst.objects) >= 2
-    seg = call(n, n.create_client(SegmentAt, "/gs_semantic/segment_at"),
-               SegmentAt.Request(u=80, v=60, use_latest_keyframe=True))
+    seg = call(
+        n,
+        n.create_client(SegmentAt, "/gs_semantic/segment_at"),
+        SegmentAt.Request(u=80, v=60, use_latest_keyframe=True),
+    )
     assert isinstance(seg.found, bool) and seg.message
     save = call(n, n.create_client(SaveMap, "/gs_semantic/save_map"), SaveMap.Request(path="m"), 60)
     assert save.success, save.message
@@ -186,16 +231,17 @@ def test_sigkill_during_save_map_keeps_previous_map(node_proc, client, small_sim
 
     from gs_semantic_node.io.mapfile import load_map
     from gs_semantic_node.ros.player import BagPlayer
+
     proc, tmp = node_proc
     n, connect = client
     save = connect(SaveMap, "save_map")
     path = str(tmp / "kill_map")
-    assert call(n, save, SaveMap.Request(path="kill_map")).success   # previous map: the empty one
+    assert call(n, save, SaveMap.Request(path="kill_map")).success  # previous map: the empty one
     before = len(load_map(path)[0]["means"])
     BagPlayer(small_sim / "bag", rate=2.0).play()
     q = n.create_client(QueryObjects, "/gs_semantic/query_objects")
     t_end = time.monotonic() + 180
-    while time.monotonic() < t_end:                          # wait until the map has objects
+    while time.monotonic() < t_end:  # wait until the map has objects
         if call(n, q, QueryObjects.Request(instruction="grab the mug"), 10).found:
             break
         time.sleep(1.0)
@@ -204,24 +250,29 @@ def test_sigkill_during_save_map_keeps_previous_map(node_proc, client, small_sim
     dur = time.monotonic() - t
     grown = len(load_map(path)[0]["means"])
     assert grown > before
-    save.call_async(SaveMap.Request(path="kill_map"))              # in flight when the node is killed
-    time.sleep(max(0.005, 0.5 * dur))                       # part-way through the save
+    save.call_async(SaveMap.Request(path="kill_map"))  # in flight when the node is killed
+    time.sleep(max(0.005, 0.5 * dur))  # part-way through the save
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    arrays, _, _ = load_map(path)                                 # never corrupt: old or new, complete
+    arrays, _, _ = load_map(path)  # never corrupt: old or new, complete
     assert len(arrays["means"]) >= grown
 
 
 def test_a_node_that_cannot_start_fails_its_caller_within_seconds(tmp_path):
     from gs_semantic_node.ros.process import NodeExited, NodeProcess
-    node = NodeProcess(str(ROOT / "config" / "defaults.yaml"),
-                       ["perception.sam_checkpoint:=/models/missing_sam.pth", f"node.map_dir:={tmp_path}"],
-                       tmp_path / "node.log")
+
+    node = NodeProcess(
+        str(ROOT / "config" / "defaults.yaml"),
+        ["perception.sam_checkpoint:=/models/missing_sam.pth", f"node.map_dir:={tmp_path}"],
+        tmp_path / "node.log",
+    )
     try:
         t = time.monotonic()
-        with pytest.raises(NodeExited, match="cannot start: SAM vit_h checkpoint not found at '/models/missing_sam.pth'"):
+        with pytest.raises(
+            NodeExited, match="cannot start: SAM vit_h checkpoint not found at '/models/missing_sam.pth'"
+        ):
             node.wait_until(lambda: False, timeout=60)
-        assert time.monotonic() - t < 30          # interpreter + torch import, then one line
+        assert time.monotonic() - t < 30  # interpreter + torch import, then one line
         assert node.proc.returncode == 1
     finally:
         node.stop()
@@ -237,30 +288,39 @@ def test_a_failing_stage_is_reported_and_the_node_keeps_serving(small_sim, tmp_p
 
     from gs_semantic_node.ros.convert import DIAG_NAME
     from gs_semantic_node.ros.node import GsSemanticNode
+
     rclpy.init()
     try:
-        node = GsSemanticNode(parameter_overrides=[
-            Parameter("perception.masks", value="oracle"), Parameter("perception.embedder", value="text_proxy"),
-            Parameter("perception.gt_path", value=str(small_sim / "gt.json")),
-            Parameter("node.map_dir", value=str(tmp_path)), Parameter("node.publish_period", value=0.2),
-            Parameter("node.diagnostics_period", value=0.2)])
+        node = GsSemanticNode(
+            parameter_overrides=[
+                Parameter("perception.masks", value="oracle"),
+                Parameter("perception.embedder", value="text_proxy"),
+                Parameter("perception.gt_path", value=str(small_sim / "gt.json")),
+                Parameter("node.map_dir", value=str(tmp_path)),
+                Parameter("node.publish_period", value=0.2),
+                Parameter("node.diagnostics_period", value=0.2),
+            ]
+        )
         ex = MultiThreadedExecutor(num_threads=4)
         ex.add_node(node)
         import threading
+
         spin = threading.Thread(target=ex.spin, daemon=True)
         spin.start()
         client = rclpy.create_node("fault_client")
         statuses = []
-        client.create_subscription(DiagnosticArray, "/diagnostics",
-                                   lambda m: statuses.extend(s for s in m.status if s.name == DIAG_NAME), 10)
+        client.create_subscription(
+            DiagnosticArray, "/diagnostics", lambda m: statuses.extend(s for s in m.status if s.name == DIAG_NAME), 10
+        )
         q = client.create_client(QueryObjects, "/gs_semantic/query_objects")
         assert q.wait_for_service(timeout_sec=30)
 
         def refresh_fails(*a, **k):
             raise RuntimeError("injected refresh failure")
+
         real = node.pipeline.finish
         node.pipeline.finish = refresh_fails
-        node.version += 1                                   # something new: the worker refreshes -> finish()
+        node.version += 1  # something new: the worker refreshes -> finish()
         t_end = time.monotonic() + 20
         while time.monotonic() < t_end and not any(s.level == DiagnosticStatus.ERROR for s in statuses):
             rclpy.spin_once(client, timeout_sec=0.2)
@@ -269,9 +329,9 @@ def test_a_failing_stage_is_reported_and_the_node_keeps_serving(small_sim, tmp_p
         vals = {kv.key: kv.value for kv in err[-1].values}
         assert int(vals["errors_refresh"]) >= 1 and vals["failing_stages"] == "refresh"
         r = call(client, q, QueryObjects.Request(instruction="grab the mug"))
-        assert not r.found and "empty" in r.message              # still answering
-        assert int(vals["errors_refresh"]) < 1 + 20 / 0.2 + 1        # retried each period, not in a tight loop
-        node.pipeline.finish = real                               # the next period tries again and succeeds
+        assert not r.found and "empty" in r.message  # still answering
+        assert int(vals["errors_refresh"]) < 1 + 20 / 0.2 + 1  # retried each period, not in a tight loop
+        node.pipeline.finish = real  # the next period tries again and succeeds
         statuses.clear()
         t_end = time.monotonic() + 20
         while time.monotonic() < t_end and not (statuses and statuses[-1].level != DiagnosticStatus.ERROR):
@@ -306,6 +366,7 @@ def test_a_robot_bag_maps_offline_and_through_the_node_alike(tmp_path):
     at its own stamps, no GT) maps offline with the topic names alone, and replays into the node with
     the same frames and keyframes."""
     import robot_bags
+
     if not (robot_bags.TUM / "rgb.txt").is_file():
         pytest.skip("real data not shared here")
     import numpy as np
@@ -315,6 +376,7 @@ def test_a_robot_bag_maps_offline_and_through_the_node_alike(tmp_path):
     from gs_semantic_node.ros.convert import mapping_diagnostics
     from gs_semantic_node.ros.player import BagPlayer
     from gs_semantic_node.ros.process import NodeProcess, ros_env, use_ros_env
+
     truth = robot_bags.tum_truth(8)
     robot_bags.write_robot_bag(tmp_path / "rec" / "bag", truth, "mcap", True, np.random.default_rng(1))
     params = tmp_path / "robot.yaml"
@@ -329,14 +391,21 @@ def test_a_robot_bag_maps_offline_and_through_the_node_alike(tmp_path):
     try:
         n = rclpy.create_node("robot_bag_client")
         diag = {}
-        n.create_subscription(DiagnosticArray, "/diagnostics",
-                              lambda m: diag.update(mapping_diagnostics(m) or {}), 10)
+        n.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diag.update(mapping_diagnostics(m) or {}), 10)
         from gs_semantic_msgs.srv import ListObjects
+
         node.wait_for_service(n.create_client(ListObjects, "/gs_semantic/list_objects"), 90)
         player = BagPlayer(tmp_path / "rec", 2.0, cfg.node)
         player.play(stop=lambda: node.proc.poll() is not None)
-        done = node.wait_until(lambda: int(diag.get("frames_processed", 0)) >= len(truth) and diag.get("queue") == "0"
-                               and diag.get("processing") == "0", 120, lambda: rclpy.spin_once(n, timeout_sec=0.3))
+        done = node.wait_until(
+            lambda: (
+                int(diag.get("frames_processed", 0)) >= len(truth)
+                and diag.get("queue") == "0"
+                and diag.get("processing") == "0"
+            ),
+            120,
+            lambda: rclpy.spin_once(n, timeout_sec=0.3),
+        )
         assert done, (diag, node.tail())
         assert int(diag["frames_accepted"]) == len(truth) and int(diag["keyframes"]) == len(p.mapper.keyframes)
         assert abs(int(diag["gaussians"]) - len(p.mapper.map)) <= 0.05 * len(p.mapper.map)

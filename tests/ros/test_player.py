@@ -1,4 +1,5 @@
 """The bag player delivers every frame to a live subscriber at 5x real time (loopback DDS)."""
+
 import threading
 import time
 
@@ -14,6 +15,7 @@ def test_player_delivers_every_frame_at_5x(small_sim):
     from sensor_msgs.msg import Image
 
     from gs_semantic_node.ros.player import BagPlayer
+
     rclpy.init()
     try:
         sub = rclpy.create_node("player_probe")
@@ -35,7 +37,7 @@ def test_player_delivers_every_frame_at_5x(small_sim):
         stop.set()
         spin.join()
         assert sent == 60 and len(got) == 12
-        assert wall < 12.0          # the bag spans ~13 s of camera time: 5x is ~2.5 s plus discovery
+        assert wall < 12.0  # the bag spans ~13 s of camera time: 5x is ~2.5 s plus discovery
         player.destroy_node()
         sub.destroy_node()
     finally:

