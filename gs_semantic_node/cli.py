@@ -251,7 +251,7 @@ def main(argv=None):
     b.add_argument(
         "--stock-keep-all",
         action="store_true",
-        help="perception: also time the stock generator with no filters (over a minute per call on an H100)",
+        help="perception: also time the stock generator with no filters (a minute or more per call, even on a GPU)",
     )
     b.add_argument("--device", default="auto")
     b.add_argument("--sam-models", default="vit_b,vit_h", help="perception: SAM types (random weights) or 'tiny'")

@@ -113,7 +113,7 @@ class MapperConfig:
     window_recent: int = 2
     window_random: int = 2
     # The rendered (expected) depth is biased towards the nearer centres on oblique surfaces, so its
-    # loss alone sank the table 6 mm under its true top and shrank round objects; the centre term
+    # loss alone sank the table under its true top and shrank round objects; the centre term
     # holds centres on the observed surface (`bench mapping`, bench/RESULTS.md).
     lambda_depth: float = 0.2
     lambda_center_depth: float = 2.0  # pull centres onto the observed depth (Mapper.center_depth_loss)
@@ -127,8 +127,7 @@ class MapperConfig:
     prune_scale: float = 0.4  # m; runaway Gaussians past this are pruned, not split
     # Adam step sizes. Means move slowly (3DGS: 1.6e-4 x scene radius): a faster mean lets the
     # photometric loss sharpen the image by sinking Gaussians behind the surface instead of
-    # shrinking them (median 14-16 mm off the true surfaces at 1e-3, 5-7 mm now: `bench mapping`),
-    # which skews every box fitted to them.
+    # shrinking them, which skews every box fitted to them (bench/RESULTS.md, mapping fidelity).
     lr_means: float = 1.5e-4
     lr_scales: float = 2e-2
 
@@ -164,10 +163,11 @@ class SemanticsConfig:
     assoc_whole_coverage: float = 0.5  # a mask covering this share of a known object holds it "whole"
     assoc_misread_share: float = 0.5  # ... and lying this much on it, yet disagreeing: the object misread
     ambiguous_share: float = 0.15  # a mask holding most of >= 2 objects (each this share of it) votes for none
-    same_view_overlap: float = 0.5  # masks of one view overlapping less than this (of the smaller) are different
-    # things: one never joins a record the other founded in that view (0: off)
-    top_k_views: int = 10  # views (largest masks) kept per object; query view evidence needs two that
-    # agree among them (with 5, dev seed 20's butter kept one that read as butter)
+    # masks of one view overlapping less than this (of the smaller) are different things: one never joins a
+    # record the other founded in that view (0: off)
+    same_view_overlap: float = 0.5
+    # views (largest masks) kept per object; query view evidence needs two that agree among them
+    top_k_views: int = 10
     vocabulary: list = field(default_factory=lambda: list(DEFAULT_VOCABULARY))
     stuff_classes: list = field(default_factory=lambda: list(STUFF_CLASSES))
     label_temperature: float = 0.03
@@ -191,9 +191,11 @@ class SemanticsConfig:
     box_min_opacity: float = 0.1
     box_outlier_std: float = 4.0
     box_axis_tolerance: float = 0.2  # footprint turned to the principal axis if it costs <= this extra area
-    box_grow_sigma: float = 1.0  # box sides grow by up to this many Gaussian scales where the surface
-    box_flat_coverage: float = 0.75  # curves (centres lie inside it), by none where it is flat: a direction
-    box_round_coverage: float = 0.4  # is flat/curved at side coverage >= / <= these (boxes.grow_sides)
+    # box sides grow by up to box_grow_sigma Gaussian scales where the surface curves (centres lie inside it),
+    # by none where it is flat: a direction is flat / curved at side coverage >= / <= these (boxes.grow_sides)
+    box_grow_sigma: float = 1.0
+    box_flat_coverage: float = 0.75
+    box_round_coverage: float = 0.4
     box_grow_sigma_z: float = 0.0  # ... vertically: top centres lie on the top face; the support sets the floor
     support_reach: float = 0.04  # m: support surface searched this far below an object's lowest Gaussian
     support_margin: float = 0.03  # m: ... among stuff Gaussians this close around its footprint
@@ -207,14 +209,16 @@ class SemanticsConfig:
 class QueryConfig:
     max_results: int = 5
     # CLIP image-text cosines sit far below the text proxy's (0.725 in the oracle bench preset, calibrated by
-    # `bench quality`); for CLIP this is an uncalibrated starting point (no CLIP weights were at hand)
+    # `bench quality`); for CLIP this is an uncalibrated starting point: calibrate it on your own scenes
     min_similarity: float = 0.25
     min_relevancy: float = 0.5
-    label_min_confidence: float = 0.3  # objects labelled this confidently ... (> 1: off)
-    label_min_ratio: float = 2.0  # ... and this many times above the runner-up class also match through
-    # their label (QueryEngine.label_is_sure)
-    view_evidence: int = 2  # an object also matches through the mean cosine of its n views closest
-    # to the phrase (0: off): views of one object differ, their average blurs
+    # objects labelled this confidently (> 1: off) and this many times above the runner-up class also match
+    # through their label (QueryEngine.label_is_sure)
+    label_min_confidence: float = 0.3
+    label_min_ratio: float = 2.0
+    # an object also matches through the mean cosine of its n views closest to the phrase (0: off): views of
+    # one object differ, their average blurs
+    view_evidence: int = 2
     temperature: float = 0.05
     negatives: list = field(default_factory=lambda: ["object", "things", "stuff", "texture"])
     max_instruction_chars: int = 500
@@ -249,8 +253,9 @@ class NodeConfig:
     clear_on_time_jump: bool = False  # bag restart: clear the map (true) or keep it (false)
     max_image_pixels: int = 4_000_000  # larger images are refused
     max_stamp_age: float = 5.0  # s behind the newest accepted frame = stale
-    service_depth: int = 100  # services' KEEP_LAST history: a response a busy client missed is
-    # re-sent from it (ROS's default 10 lost 47 of 90k calls: `bench load`)
+    # services' KEEP_LAST history: a response a busy client missed is re-sent from it (ROS's default of 10
+    # lost responses under load: bench/RESULTS.md, service load)
+    service_depth: int = 100
 
 
 @dataclass
@@ -356,5 +361,5 @@ PRESETS = {
         "perception.masks": "oracle",
         "perception.embedder": "text_proxy",
         "query.min_similarity": 0.725,
-    },  # calibrated on tuning seeds 1-4, 11-16 (bench quality)
+    },  # min_similarity: calibrated on the tuning seeds by `bench quality`
 }

@@ -95,7 +95,7 @@ class SamMaskGenerator:
         self.map_guided, self.batch, self.min_pixels = map_guided, batch, min_pixels
         if precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"perception.sam_precision must be auto|fp32|bf16, got {precision!r}")
-        # bf16 autocast on CUDA (vit_h encoder: 75 ms per 640x480 frame on an H100); CPUs stay in fp32
+        # bf16 autocast on CUDA (bench perception, bench/RESULTS.md); CPUs stay in fp32
         self.bf16 = self.device.type == "cuda" and precision in ("auto", "bf16")
 
     def generate(self, frame: Frame, prompts: np.ndarray | None = None) -> list[Mask]:
