@@ -6,12 +6,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-POLITE = r"(please|kindly|could you|can you|would you|will you|i want you to|i need you to|robot|hey|now)"
-VERBS = (
-    r"(pick up|pick|grab|grasp|take|get|fetch|bring me|bring|hand me|give me|hand|give|find|locate|show me|"
-    r"show|point to|point at|look at|move to|go to|touch|lift|hold|where is|where are|where's|is there|"
-    r"are there|what is|put away|clean up|select|segment)"
+POLITE = (
+    r"(please|kindly|could you please|could you|can you|would you mind|would you|will you|i want you to|"
+    r"i need you to|i'd like you to|robot|hey|okay|ok|now|thanks|thank you|for me|quickly)"
 )
+# what the speaker wants, in front of the object phrase ("i need the ...", "can i have the ...")
+WANTS = (
+    r"(i need|i want|i'd like|i would like|i'm looking for|i am looking for|can i have|could i have|may i have|"
+    r"can i get|could i get|let me have|let me see|do you see|do you have|there should be)"
+)
+VERBS = (
+    r"(pick up|pick|grab|grasp|take|get|fetch|bring|hand over|hand|give|pass|find|locate|show|point to|point at|"
+    r"look at|move to|go to|touch|lift|hold|where is|where are|where's|is there|are there|what is|put away|"
+    r"clean up|select|segment|picking up|grabbing|getting|fetching|bringing|handing over|handing|giving|passing|"
+    r"taking|finding)"
+)
+OBJECT_PRONOUN = r"(me|us)"  # "get me the ...", "pass us the ..."
 ARTICLES = r"\b(the|a|an|some|any|my|that|this|those|these)\b"
 COUNTS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "both": 2, "all": 0, "every": 0}
 RELATIONS = [
@@ -35,7 +45,7 @@ class ParsedQuery:
 
 def _clean(s: str) -> str:
     s = re.sub(ARTICLES, " ", s)
-    return re.sub(r"\s+", " ", s).strip(" ,.")
+    return re.sub(r"\s+", " ", s).strip(" ,.?!")
 
 
 def singular(word: str) -> str:
@@ -49,12 +59,15 @@ def singular(word: str) -> str:
 
 
 def parse(text: str) -> ParsedQuery:
-    s = str(text).lower()
-    s = re.sub(r"[^a-z0-9' ,.-]", " ", s)
+    s = str(text).lower().replace("\u2019", "'")
+    s = re.sub(r"[^a-z0-9' ,.?!-]", " ", s)
     s = re.sub(rf"\b{POLITE}\b", " ", s)
-    s = re.sub(rf"^\s*{VERBS}\b", " ", s.strip(" ,."))
-    s = re.sub(rf"^\s*{VERBS}\b", " ", s.strip(" ,."))  # "please pick up and grab ..." stays sane
-    s = re.sub(r"\s+", " ", s).strip(" ,.?")
+    s = re.sub(rf"^\s*{WANTS}\b", " ", s.strip(" ,.?!"))
+    for _ in range(2):  # "please pick up and grab ..." stays sane
+        s = re.sub(rf"^\s*(and\s+)?{VERBS}(\s+{OBJECT_PRONOUN})?\b", " ", s.strip(" ,.?!"))
+    s = re.sub(r"\s+", " ", s).strip(" ,.?!")
+    s = re.sub(r"^where\s+(.+?)\s+(is|are)$", r"\1", s)  # "show me where the mug is"
+    s = re.sub(r"\s+(up|over|out)$", "", s)  # "pick the mug up", "hand the cup over"
     relation = anchor = None
     if re.search(NEAREST, s):
         relation = "nearest_camera"
