@@ -116,6 +116,10 @@ class MapperConfig:
     # loss alone sank the table under its true top and shrank round objects; the centre term
     # holds centres on the observed surface (`bench mapping`, bench/RESULTS.md).
     lambda_depth: float = 0.2
+    lambda_dssim: float = 0.0  # photometric loss (1 - l) L1 + l D-SSIM (3DGS: 0.2)
+    exposure_compensation: bool = False  # an affine colour response per keyframe, optimised with the map
+    lr_exposure: float = 1e-3
+    depth_noise_weighting: bool = False  # depth loss weighted by the sensor's noise (~ depth^2), none at edges
     lambda_center_depth: float = 2.0  # pull centres onto the observed depth (Mapper.center_depth_loss)
     center_depth_band: float = 0.03  # m; centres farther from the observed depth are occluded or elsewhere
     prune_opacity: float = 0.02

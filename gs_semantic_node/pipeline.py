@@ -17,6 +17,7 @@ import torch
 
 from .config import Config
 from .mapping.mapper import Keyframe, Mapper
+from .mapping.rectify import rectify
 from .perception.factory import make_embedder, make_mask_generator
 from .query.engine import QueryEngine, QueryResult
 from .semantics.features import distill
@@ -68,6 +69,8 @@ class SemanticMappingPipeline:
         """Integrate one frame; True when it became a keyframe."""
         with self._work_lock:
             t0 = time.perf_counter()
+            if self.mapper.is_keyframe(frame.T_world_cam):
+                frame = rectify(frame)  # masks and embeddings see the pinhole image the map is rendered with
             kf = self.mapper.integrate(frame)
             if kf is None:
                 return False

@@ -17,6 +17,7 @@ class Camera:
     cy: float
     width: int
     height: int
+    distortion: tuple = ()  # plumb_bob / rational_polynomial coefficients; () = pinhole (mapping.rectify)
 
     @property
     def K(self) -> np.ndarray:
@@ -26,7 +27,13 @@ class Camera:
         """The same camera resampled to width x height (pixel-centre convention kept)."""
         sx, sy = width / self.width, height / self.height
         return Camera(
-            self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5, int(width), int(height)
+            self.fx * sx,
+            self.fy * sy,
+            (self.cx + 0.5) * sx - 0.5,
+            (self.cy + 0.5) * sy - 0.5,
+            int(width),
+            int(height),
+            self.distortion,
         )
 
     def is_valid(self) -> bool:

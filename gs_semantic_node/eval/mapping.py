@@ -7,6 +7,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from ..config import MapperConfig
 from ..mapping.mapper import Mapper
 from ..offline import is_held_out, load_config
@@ -34,6 +37,7 @@ def bench_mapping(
     overrides: dict | None = None,
     frame_step: int = 1,
     topics=None,
+    views_dir: Path | None = None,
 ) -> list[dict]:
     """Mapper alone on simulator bags: frames integrated per second, held-out PSNR / depth L1, and
     how far the Gaussians sit from the true surfaces (what boxes are fitted to).
@@ -71,6 +75,7 @@ def bench_mapping(
         _sync(dev)
         wall = time.perf_counter() - t0
         ev = [evaluate_view(m, f) for f in held]
+        pictures = write_views(m, held, Path(d).name, views_dir) if views_dir else []
         rows.append(
             {
                 "scene": Path(d).name,
@@ -84,6 +89,9 @@ def bench_mapping(
                 "lr_scales": cfg.lr_scales,
                 "lambda_depth": cfg.lambda_depth,
                 "lambda_center_depth": cfg.lambda_center_depth,
+                "lambda_dssim": cfg.lambda_dssim,
+                "exposure_compensation": cfg.exposure_compensation,
+                "depth_noise_weighting": cfg.depth_noise_weighting,
                 "split_large": cfg.split_large,
                 "frame_step": frame_step,
                 "max_gaussians": cfg.max_gaussians,
@@ -97,9 +105,54 @@ def bench_mapping(
                 "gaussians": len(m.map),
                 "peak_mem_gb": peak_gb(dev),
                 **surface_error(m, Path(d)),
+                "pictures": pictures,
             }
         )
     return rows
+
+
+@torch.no_grad()
+def view_strip(m: Mapper, frame) -> np.ndarray:
+    """One held-out view as ground truth | render | |error| (x4), side by side, at the working resolution."""
+    kf = m.prepare(frame)
+    out = m.render(kf, detach_geometry=True)
+    gt, render = kf.rgb.cpu().numpy(), out.colors.clamp(0, 1).cpu().numpy()
+    err = np.repeat(np.clip(4 * np.abs(render - gt).mean(-1, keepdims=True), 0, 1), 3, -1)
+    return (np.concatenate([gt, render, err], 1) * 255).astype(np.uint8)
+
+
+def write_views(m: Mapper, held: list, scene: str, views_dir: Path, n: int = 3) -> list[str]:
+    """PNG strips of up to n held-out views (first, middle, last) for a person to look at."""
+    from PIL import Image
+
+    views_dir.mkdir(parents=True, exist_ok=True)
+    picks = sorted({0, len(held) // 2, len(held) - 1}) if len(held) >= n else range(len(held))
+    names = []
+    for i in list(picks)[:n]:
+        img = Image.fromarray(view_strip(m, held[i]))
+        img = img.resize((img.width * 2, img.height * 2), Image.NEAREST)
+        name = f"{scene}_view{held[i].index}.png"
+        img.save(views_dir / name)
+        names.append(str(Path(views_dir.name) / name))
+    return names
+
+
+def write_report(out: Path, rows: list[dict]) -> None:
+    """mapping.md next to mapping.json: the figures and, per scene, ground truth | render | error."""
+    lines = ["# bench mapping", "", "Held-out views (never integrated): ground truth | render | |error| x4.", ""]
+    for r in rows:
+        lines += [
+            f"## {r['scene']} ({r['resolution'][0]}x{r['resolution'][1]}, {r['iters_per_keyframe']} it/kf, "
+            f"{r['device']})",
+            "",
+            f"held-out PSNR {r['heldout_psnr_db']:.2f} dB (seen pixels {r['heldout_psnr_observed_db']:.2f} dB), "
+            f"depth L1 {r['heldout_depth_l1_m']:.3f} m, {r['frames_per_s']:.2f} frames/s, "
+            f"{r['ms_per_keyframe']:.0f} ms/keyframe, {r['gaussians']} Gaussians",
+            "",
+            *[f"![{p}]({p})" for p in r.get("pictures", [])],
+            "",
+        ]
+    (out / "mapping.md").write_text("\n".join(lines))
 
 
 def run(a) -> int:
@@ -110,16 +163,21 @@ def run(a) -> int:
     def flag(v):
         return None if v is None else bool(v)
 
+    cfg = load_config(a.params, a.param)
+    # -p mapper.FIELD:=VALUE overrides any mapper setting (the flags below name the common ones)
+    given = {o.split(":=", 1)[0].split(".", 1)[1] for o in a.param if o.startswith("mapper.")}
     rows = bench_mapping(
         scenes(a, out),
         W,
         H,
         a.iters,
+        views_dir=out / "views",
         device=a.device,
         seed_stride=a.seed_stride,
         frame_step=a.frame_step,
-        topics=load_config(a.params, a.param).node,
-        overrides={
+        topics=cfg.node,
+        overrides={k: getattr(cfg.mapper, k) for k in given}
+        | {
             k: v
             for k, v in (
                 ("lr_means", a.lr_means),
@@ -147,6 +205,9 @@ def run(a) -> int:
         "lr_scales",
         "lambda_depth",
         "lambda_center_depth",
+        "lambda_dssim",
+        "exposure_compensation",
+        "depth_noise_weighting",
         "frame_step",
         "keyframes",
         "frames_per_s",
@@ -163,4 +224,5 @@ def run(a) -> int:
         "gaussians",
         "peak_mem_gb",
     ]
+    write_report(out, rows)
     return write_rows(out, "mapping", rows, cols)

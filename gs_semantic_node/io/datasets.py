@@ -29,10 +29,12 @@ from ..types import Camera
 from .assembler import PoseBuffer
 from .bags import BagWriter
 
-TUM_INTRINSICS = {  # TUM's documented colour intrinsics per camera (freiburg 1/2/3)
-    "freiburg1": (517.3, 516.5, 318.6, 255.3),
-    "freiburg2": (520.9, 521.0, 325.1, 249.7),
-    "freiburg3": (535.4, 539.2, 320.1, 247.6),
+# TUM's documented colour intrinsics and plumb_bob distortion per camera (freiburg 1/2/3; freiburg3's
+# images are already undistorted). The distortion goes into camera_info: the mapper rectifies.
+TUM_INTRINSICS = {
+    "freiburg1": ((517.3, 516.5, 318.6, 255.3), (0.2624, -0.9531, -0.0054, 0.0026, 1.1633)),
+    "freiburg2": ((520.9, 521.0, 325.1, 249.7), (0.2312, -0.7849, -0.0033, -0.0001, 0.9172)),
+    "freiburg3": ((535.4, 539.2, 320.1, 247.6), ()),
 }
 
 
@@ -100,7 +102,7 @@ def import_tum(
     cam_name = camera or next(
         (k for k in TUM_INTRINSICS if k in src.resolve().name or k in str(src.resolve())), "freiburg1"
     )
-    fx, fy, cx, cy = TUM_INTRINSICS[cam_name]
+    (fx, fy, cx, cy), dist = TUM_INTRINSICS[cam_name]
     poses = PoseBuffer(max_gap=0.1, size=len(gt) + 1)
     for row in gt:
         poses.add(float(row[0]), _quat_pose(row[1:]))
@@ -118,7 +120,7 @@ def import_tum(
             h, wd = img.shape[:2]
             w.write_rgb(img, t)
             w.write_depth(dep, float(d_t[j]))
-            w.write_info(Camera(fx, fy, cx, cy, wd, h), t)
+            w.write_info(Camera(fx, fy, cx, cy, wd, h, dist), t)
             w.write_pose(T, t)
             n += 1
     return n

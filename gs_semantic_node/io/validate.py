@@ -55,12 +55,32 @@ def pose_from_msg(msg) -> np.ndarray:
     return pose_matrix(pose.position, pose.orientation)
 
 
+DISTORTION_MODELS = ("plumb_bob", "rational_polynomial")  # what mapping.rectify removes
+
+
 def camera_from_info(info) -> Camera:
     try:
         k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
-        cam = Camera(float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]), int(info.width), int(info.height))
+        d = tuple(float(x) for x in np.asarray(getattr(info, "d", ()), dtype=np.float64).reshape(-1))
+        model = str(getattr(info, "distortion_model", "") or "")
+        cam = Camera(
+            float(k[0, 0]),
+            float(k[1, 1]),
+            float(k[0, 2]),
+            float(k[1, 2]),
+            int(info.width),
+            int(info.height),
+            d if any(d) else (),
+        )
     except (ValueError, TypeError) as e:
         raise InputFault("camera_info_invalid", str(e)) from e
+    if any(d) and model not in DISTORTION_MODELS:
+        raise InputFault(
+            "camera_info_invalid",
+            f"distortion model {model!r} is not one of {DISTORTION_MODELS}: rectify the images first (image_proc)",
+        )
+    if not all(np.isfinite(d)):
+        raise InputFault("camera_info_invalid", "non-finite distortion coefficients")
     if not cam.is_valid():
         raise InputFault("camera_info_invalid", f"K/size not usable: fx={cam.fx} fy={cam.fy} {cam.width}x{cam.height}")
     return cam

@@ -21,6 +21,7 @@ from ..types import Camera, Frame
 from .compaction import choose_voxel, merge_in_voxels
 from .gaussians import GaussianMap
 from .rasterizer import RenderOutput, make_rasterizer, quat_to_rotmat
+from .rectify import rectify
 
 
 def resolve_device(name: str) -> torch.device:
@@ -77,6 +78,8 @@ class Keyframe:
     viewmat: torch.Tensor  # (4,4)
     K: torch.Tensor  # (3,3) rasterizer convention
     gt_instances: np.ndarray | None = None
+    depth_weight: torch.Tensor | None = None  # (H,W) per-pixel trust in the depth (Mapper.depth_weights)
+    exposure: torch.Tensor | None = None  # (3,4) affine colour response, optimised with the map
 
 
 class Mapper:
@@ -96,12 +99,15 @@ class Mapper:
         self.last_keyframe_pose: np.ndarray | None = None
         self.frames_seen = 0
         self.resolution = 0.0  # voxel the map was coarsened to under its cap (0: full detail)
+        self.exposure_opt = torch.optim.Adam([torch.zeros(0, requires_grad=True)], lr=cfg.lr_exposure)
         if cfg.cap_policy not in CAP_POLICIES:
             raise ValueError(f"mapper.cap_policy must be one of {CAP_POLICIES}, not {cfg.cap_policy!r}")
 
     # ---------------------------------------------------------------- frames
     def prepare(self, frame: Frame) -> Keyframe:
-        """Resample a frame to the working resolution and move it to the mapping device."""
+        """Rectify a frame (mapping.rectify), resample it to the working resolution and move it to the
+        mapping device."""
+        frame = rectify(frame)
         W = self.cfg.width or frame.camera.width
         H = self.cfg.height or frame.camera.height
         # frames decoded from a bag are read-only views; torch wants writable memory (copied if not)
@@ -135,7 +141,27 @@ class Mapper:
             torch.linalg.inv(T),
             torch.as_tensor(raster_K(cam), dtype=torch.float32, device=self.device),
             gt,
+            self.depth_weights(depth.contiguous()),
         )
+
+    def depth_weights(self, depth: torch.Tensor) -> torch.Tensor:
+        """(H,W) weight of each pixel's depth in the depth loss: 1 everywhere by default. With
+        mapper.depth_noise_weighting: a structured-light / stereo sensor's depth noise (std) grows with
+        depth^2 and the loss is L1, so a pixel weighs (median depth / its depth)^2; and 0 at depth edges
+        (neighbours spanning more than seed_depth_error of its depth), where colour and depth disagree."""
+        w = torch.ones_like(depth)
+        if not self.cfg.depth_noise_weighting:
+            return w
+        valid = depth > 0
+        if not bool(valid.any()):
+            return w
+        z_med = depth[valid].median()
+        w = torch.where(valid, (z_med / depth.clamp(min=1e-3)) ** 2, torch.zeros_like(depth))
+        pad = F.pad(depth[None, None], (1, 1, 1, 1), mode="replicate")
+        hi = F.max_pool2d(pad, 3, 1)[0, 0]
+        lo = -F.max_pool2d(-torch.where(pad > 0, pad, torch.full_like(pad, 1e9)), 3, 1)[0, 0]
+        edge = (hi - lo) > self.cfg.seed_depth_error * depth
+        return torch.where(edge, torch.zeros_like(w), w)
 
     def is_keyframe(self, T_world_cam: np.ndarray) -> bool:
         if self.last_keyframe_pose is None:
@@ -172,6 +198,9 @@ class Mapper:
         kf = self.prepare(frame)
         with self.map.lock:
             self.seed(kf)
+            if self.cfg.exposure_compensation and self.keyframes:  # the first keyframe anchors the colours
+                kf.exposure = torch.zeros(3, 4, device=self.device, requires_grad=True)
+                self.exposure_opt.add_param_group({"params": [kf.exposure], "lr": self.cfg.lr_exposure})
             self.keyframes.append(kf)
             self.last_keyframe_pose = np.asarray(frame.T_world_cam, dtype=np.float64).copy()
             self.optimise(self.cfg.iters_per_keyframe)
@@ -261,11 +290,24 @@ class Mapper:
         return recent + extra
 
     def loss(self, kf: Keyframe) -> torch.Tensor:
+        cfg = self.cfg
         out = self.render(kf)
-        l_rgb = (out.colors - kf.rgb).abs().mean()
+        colors = out.colors
+        if kf.exposure is not None:  # this keyframe's camera response (exposure, white balance)
+            colors = colors @ (torch.eye(3, device=colors.device) + kf.exposure[:, :3]).T + kf.exposure[:, 3]
+        l_rgb = (colors - kf.rgb).abs().mean()
+        if cfg.lambda_dssim > 0:  # 3DGS's photometric loss: (1 - l) L1 + l D-SSIM
+            from pytorch_msssim import ssim
+
+            s = ssim(colors.permute(2, 0, 1)[None], kf.rgb.permute(2, 0, 1)[None], data_range=1.0, size_average=True)
+            l_rgb = (1 - cfg.lambda_dssim) * l_rgb + cfg.lambda_dssim * (1 - s)
         valid = kf.depth > 0
-        l_depth = (out.depth - kf.depth).abs()[valid].mean() if bool(valid.any()) else out.depth.sum() * 0
-        loss = l_rgb + self.cfg.lambda_depth * l_depth
+        if bool(valid.any()):
+            err = (out.depth - kf.depth).abs()
+            l_depth = (err * kf.depth_weight)[valid].sum() / kf.depth_weight[valid].sum().clamp(min=1e-9)
+        else:
+            l_depth = out.depth.sum() * 0
+        loss = l_rgb + cfg.lambda_depth * l_depth
         if self.cfg.lambda_center_depth > 0:
             loss = loss + self.cfg.lambda_center_depth * self.center_depth_loss(kf)
         return loss
@@ -312,13 +354,14 @@ class Mapper:
         for it in range(iters):
             kf = win[-1] if it % 2 == 0 else self.rng.choice(win)  # newest keyframe every other step
             loss = self.loss(kf)
-            for opt in self.map.optimizers.values():
+            opts = [*self.map.optimizers.values(), self.exposure_opt]
+            for opt in opts:
                 opt.zero_grad(set_to_none=True)
             loss.backward()
             for p in self.map.params.values():
                 if p.grad is not None:  # one ill-conditioned Gaussian must not poison Adam's moments
                     torch.nan_to_num_(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
-            for opt in self.map.optimizers.values():
+            for opt in opts:
                 opt.step()
             last = float(loss.detach())
         return last
