@@ -302,11 +302,13 @@ class Mapper:
             s = ssim(colors.permute(2, 0, 1)[None], kf.rgb.permute(2, 0, 1)[None], data_range=1.0, size_average=True)
             l_rgb = (1 - cfg.lambda_dssim) * l_rgb + cfg.lambda_dssim * (1 - s)
         valid = kf.depth > 0
-        if bool(valid.any()):
-            err = (out.depth - kf.depth).abs()
+        err = (out.depth - kf.depth).abs()
+        if not bool(valid.any()):
+            l_depth = out.depth.sum() * 0
+        elif cfg.depth_noise_weighting:
             l_depth = (err * kf.depth_weight)[valid].sum() / kf.depth_weight[valid].sum().clamp(min=1e-9)
         else:
-            l_depth = out.depth.sum() * 0
+            l_depth = err[valid].mean()
         loss = l_rgb + cfg.lambda_depth * l_depth
         if self.cfg.lambda_center_depth > 0:
             loss = loss + self.cfg.lambda_center_depth * self.center_depth_loss(kf)

@@ -1,0 +1,73 @@
+"""What real cameras bring: lens distortion, exposure changes, depth noise growing with distance."""
+
+import dataclasses
+from types import SimpleNamespace as NS
+
+import numpy as np
+import pytest
+import torch
+from builders import plane_frame
+
+from gs_semantic_node.config import MapperConfig
+from gs_semantic_node.io.validate import InputFault, camera_from_info
+from gs_semantic_node.mapping.mapper import Mapper
+from gs_semantic_node.mapping.rectify import distort, rectify
+from gs_semantic_node.types import Camera, Frame
+
+TUM_FR1 = (0.2624, -0.9531, -0.0054, 0.0026, 1.1633)
+
+
+def test_rectify_puts_a_distorted_point_where_the_pinhole_camera_sees_it():
+    cam = Camera(500.0, 500.0, 319.5, 239.5, 640, 480, TUM_FR1)  # TUM-like Kinect
+    x, y = 0.55, 0.4  # near the corner: several pixels of distortion
+    xd, yd = distort(np.array(x), np.array(y), cam.distortion)
+    ud, vd = int(round(float(xd) * cam.fx + cam.cx)), int(round(float(yd) * cam.fy + cam.cy))
+    rgb = np.zeros((480, 640, 3), np.uint8)
+    rgb[vd - 1 : vd + 2, ud - 1 : ud + 2] = 255
+    depth = np.ones((480, 640), np.float32)
+    out = rectify(Frame(rgb, depth, cam, np.eye(4), 0.0))
+    v, u = np.unravel_index(np.argmax(out.rgb[..., 0]), out.rgb.shape[:2])
+    assert abs(u - (x * cam.fx + cam.cx)) <= 1.5 and abs(v - (y * cam.fy + cam.cy)) <= 1.5
+    assert abs(ud - (x * cam.fx + cam.cx)) > 5  # the raw image had it elsewhere
+    assert out.camera.distortion == () and out.depth.dtype == np.float32
+    pinhole = Frame(rgb, depth, dataclasses.replace(cam, distortion=()), np.eye(4), 0.0)
+    assert rectify(pinhole) is pinhole
+
+
+def test_camera_info_carries_distortion_and_refuses_models_it_cannot_undo():
+    info = NS(
+        k=[200, 0, 159.5, 0, 200, 119.5, 0, 0, 1], width=320, height=240, d=list(TUM_FR1), distortion_model="plumb_bob"
+    )
+    assert camera_from_info(info).distortion == TUM_FR1
+    with pytest.raises(InputFault, match="equidistant"):
+        camera_from_info(NS(**{**vars(info), "distortion_model": "equidistant"}))
+    assert camera_from_info(NS(**{**vars(info), "d": [0.0] * 5})).distortion == ()
+
+
+def test_depth_weights_follow_the_noise_and_drop_edges():
+    m = Mapper(MapperConfig(width=80, height=60, depth_noise_weighting=True))
+    d = torch.ones(60, 80)
+    d[:, 40:] = 2.0  # a far half and a depth edge between
+    w = m.depth_weights(d)
+    assert float(w[30, 10]) == pytest.approx(4 * float(w[30, 70]), rel=1e-5)  # std ~ z^2: twice as far, a quarter
+    assert w[30, 39] == 0 and w[30, 40] == 0  # the edge
+    assert (Mapper(MapperConfig()).depth_weights(d) == 1).all()
+
+
+def test_exposure_compensation_absorbs_a_brighter_keyframe_and_d_ssim_trains():
+    torch.manual_seed(0)
+    cfg = MapperConfig(
+        width=80, height=60, iters_per_keyframe=0, exposure_compensation=True, lr_exposure=0.01, lambda_dssim=0.2
+    )
+    m = Mapper(cfg)
+    a = plane_frame(x=0.0)
+    b = plane_frame(x=0.06)  # far enough to be a keyframe
+    b = dataclasses.replace(b, rgb=np.clip(b.rgb.astype(np.float32) * 1.25, 0, 255).astype(np.uint8))
+    m.integrate(a)
+    m.integrate(b)
+    assert m.keyframes[0].exposure is None and m.keyframes[1].exposure is not None  # the first anchors
+    before = float(m.loss(m.keyframes[1]))
+    for _ in range(40):
+        m.optimise(2)  # the newest keyframe, then one of the window
+    gain = float(torch.diagonal(m.keyframes[1].exposure[:, :3]).mean())
+    assert gain > 0.05 and float(m.loss(m.keyframes[1])) < before
