@@ -8,6 +8,7 @@ from gs_semantic_node.query.parser import parse
 PHRASINGS = [
     ("grab the mug", "mug", 1, None, None),
     ("Grab the mug.", "mug", 1, None, None),
+    ("Please pick up the red bowl.", "red bowl", 1, None, None),
     ("get me the bunny book", "bunny book", 1, None, None),
     ("could you get me the bunny book?", "bunny book", 1, None, None),
     ("can you get me the mug please", "mug", 1, None, None),

@@ -5,27 +5,7 @@ import pytest
 
 from gs_semantic_node.config import QueryConfig
 from gs_semantic_node.query.engine import QueryEngine
-from gs_semantic_node.query.parser import parse
 from gs_semantic_node.types import OrientedBox, SemanticObject
-
-
-@pytest.mark.parametrize(
-    "text,target,count,relation,anchor",
-    [
-        ("grab the mug", "mug", 1, None, None),
-        ("Please pick up the red bowl.", "red bowl", 1, None, None),
-        ("where is the ketchup?", "ketchup", 1, None, None),
-        ("bring me the two books", "book", 2, None, None),
-        ("the mug next to the bowl", "mug", 1, "next_to", "bowl"),
-        ("could you hand me the cup left of the plate", "cup", 1, "left_of", "plate"),
-        ("grab the bottle nearest to the camera", "bottle", 1, "nearest_camera", None),
-        ("get all apples", "apple", 0, None, None),
-    ],
-)
-def test_parser(text, target, count, relation, anchor):
-    p = parse(text)
-    assert (p.target, p.count, p.relation, p.anchor) == (target, count, relation, anchor)
-
 
 VOCAB = {
     "mug": [1, 0, 0, 0],
