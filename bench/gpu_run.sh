@@ -19,7 +19,7 @@ python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)"
 B="python3 -m gs_semantic_node.cli bench"
 what=${1:-all}
 if [[ $what == core || $what == all ]]; then
-  timeout 300 python3 -m pytest -q -s -p no:cacheprovider tests/test_gsplat_parity.py 2>&1 | tee "$OUT/parity.txt"
+  timeout 300 python3 -m pytest -q -s -p no:cacheprovider tests/mapping/test_gsplat_parity.py 2>&1 | tee "$OUT/parity.txt"
   while IFS='|' read -r tag args; do
     timeout 150 $B mapping --sim-dirs "$scenes" --width 640 --height 480 $args --out "$OUT/map640_$tag" </dev/null 2>&1 | grep -v Warn
   done <<'ROWS'

@@ -5,7 +5,7 @@ position terms to it and runs softmax separately (in fp32 under autocast): for v
 layers that is 16 heads x 4096 x 4096 per frame, written and read several times. The fused call
 takes the relative-position terms as an additive mask; where a fused kernel applies (CUDA), the
 softmax is never materialised; it is faster on a CPU too (bench/RESULTS.md). Same weights,
-same result up to float rounding (tests/test_perception.py); stock attention stays one switch away
+same result up to float rounding (tests/perception/test_perception.py); stock attention stays one switch away
 (perception.sam_attention) and is what the stock generator in the bench runs.
 """
 
