@@ -27,7 +27,12 @@ def test_rectify_puts_a_distorted_point_where_the_pinhole_camera_sees_it():
     depth = np.ones((480, 640), np.float32)
     out = rectify(Frame(rgb, depth, cam, np.eye(4), 0.0))
     v, u = np.unravel_index(np.argmax(out.rgb[..., 0]), out.rgb.shape[:2])
-    assert abs(u - (x * cam.fx + cam.cx)) <= 1.5 and abs(v - (y * cam.fy + cam.cy)) <= 1.5
+    pin = out.camera  # the pinhole camera it was rectified to: sees (x, y) at its own focal length
+    xd2, yd2 = distort(np.array((u - pin.cx) / pin.fx), np.array((v - pin.cy) / pin.fy), cam.distortion)
+    assert abs(float(xd2) * cam.fx + cam.cx - ud) <= 1.5 and abs(float(yd2) * cam.fy + cam.cy - vd) <= 1.5
+    assert pin.fx >= cam.fx  # zoomed in, never out
+    edge = rectify(Frame(np.full((480, 640, 3), 200, np.uint8), depth, cam, np.eye(4), 0.0))
+    assert edge.rgb.min() > 150  # no black border: every rectified pixel has a raw pixel behind it
     assert abs(ud - (x * cam.fx + cam.cx)) > 5  # the raw image had it elsewhere
     assert out.camera.distortion == () and out.depth.dtype == np.float32
     pinhole = Frame(rgb, depth, dataclasses.replace(cam, distortion=()), np.eye(4), 0.0)
