@@ -48,53 +48,19 @@ def test_device_benches_run_on_cpu(tmp_path):
     from gs_semantic_node.types import Camera, Frame
 
     common = ["--seeds", "101", "--frames", "6", "--out", str(tmp_path)]
-    assert main(["bench", "mapping", "--width", "64", "--height", "48", "--iters", "2", *common]) == 0
-    m = json.loads((tmp_path / "mapping.json").read_text())[0]
+
+    def mapping(*extra) -> dict:
+        """`bench mapping` at 64x48, 2 iterations, with extra flags; its first row."""
+        argv = ["bench", "mapping", "--width", "64", "--height", "48", "--iters", "2", *extra, *common]
+        assert main(argv) == 0
+        return json.loads((tmp_path / "mapping.json").read_text())[0]
+
+    m = mapping()
     assert m["frames"] + m["heldout_frames"] == 6 and m["heldout_frames"] >= 1
     assert m["frames_per_s"] > 0 and m["gaussians"] > 0 and m["heldout_psnr_db"] > 10 and m["split_large"] is True
-    assert (
-        main(
-            [
-                "bench",
-                "mapping",
-                "--width",
-                "64",
-                "--height",
-                "48",
-                "--iters",
-                "2",
-                "--frame-step",
-                "2",
-                "--split-large",
-                "0",
-                *common,
-            ]
-        )
-        == 0
-    )
-    m = json.loads((tmp_path / "mapping.json").read_text())[0]
+    m = mapping("--frame-step", "2", "--split-large", "0")
     assert m["frames"] + m["heldout_frames"] == 3 and m["frame_step"] == 2 and m["split_large"] is False
-    assert (
-        main(
-            [
-                "bench",
-                "mapping",
-                "--width",
-                "64",
-                "--height",
-                "48",
-                "--iters",
-                "2",
-                "--max-gaussians",
-                "300",
-                "--cap-policy",
-                "merge",
-                *common,
-            ]
-        )
-        == 0
-    )
-    m = json.loads((tmp_path / "mapping.json").read_text())[0]
+    m = mapping("--max-gaussians", "300", "--cap-policy", "merge")
     assert m["cap_policy"] == "merge" and 0 < m["gaussians"] <= 300 and m["map_resolution_m"] > 0
     assert main(["bench", "lift", "--width", "64", "--height", "48", "--sizes", "3000", "--repeats", "1", *common]) == 0
     lift = json.loads((tmp_path / "lift.json").read_text())[0]
