@@ -74,6 +74,7 @@ def cmd_import(a):
         fps=a.fps,
         depth_scale=a.depth_scale,
         depth_invalid=a.depth_invalid,
+        pose_offset=a.pose_offset,
     )
     topics = load_config(a.params, a.param).node
     if a.format == "tum":
@@ -172,6 +173,12 @@ def main(argv=None):
     im.add_argument("--depth-scale", type=float, default=1000.0, help="frames: depth units per metre")
     im.add_argument("--depth-invalid", type=float, default=65535, help="frames: depth value meaning no depth")
     im.add_argument("--fps", type=float, default=30.0, help="frames: frame rate for the stamps")
+    im.add_argument(
+        "--pose-offset",
+        type=float,
+        default=0.0,
+        help="tum: each image gets the ground-truth pose at its stamp + this (s)",
+    )
     params(im)
     im.set_defaults(fn=cmd_import)
     d = sub.add_parser("demo", help="whole path through the real ROS 2 node on a simulator bag")
@@ -263,7 +270,29 @@ def main(argv=None):
     )
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--sizes", default="500000", help="lift/latency: map sizes in Gaussians (comma list)")
-    b.add_argument("--objects", type=int, default=50, help="latency: objects the map is split into")
+    b.add_argument(
+        "--objects",
+        type=int,
+        default=None,
+        help="quality/speed/mapping: objects on the table (clutter; default the seed's own); "
+        "latency: objects the map is split into (default 50)",
+    )
+    sc = b.add_argument_group("simulator scenes (quality, speed; mapping/perception/lift without --sim-dirs)")
+    sc.add_argument("--family", default="primitives", choices=["primitives", "libero"])
+    sc.add_argument("--trajectory", default="orbit", choices=["orbit", "approach", "wrist"])
+    sc.add_argument("--pose-noise-m", type=float, default=0.0, help="std of the pose error the bag's poses carry")
+    sc.add_argument("--pose-noise-deg", type=float, default=0.0)
+    sc.add_argument("--depth-noise", action="store_true", help="depth-camera holes, range limit and noise")
+    q = b.add_argument_group("quality / speed pipeline")
+    q.add_argument("--oracle-preset", default=None, choices=["clean", "realistic", "harsh"], help="oracle mask noise")
+    q.add_argument("--map-width", type=int, default=None, help="mapper.width (default the preset's)")
+    q.add_argument("--map-height", type=int, default=None)
+    q.add_argument(
+        "--min-similarity",
+        default="calibrate",
+        help="quality: query.min_similarity 'calibrate' (on --tune-seeds), 'shipped' (the preset's: what a user "
+        "gets) or a number",
+    )
     b.set_defaults(fn=cmd_bench)
     a = ap.parse_args(argv)
     return a.fn(a) or 0

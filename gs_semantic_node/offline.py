@@ -9,11 +9,14 @@ from pathlib import Path
 from .config import Config
 
 
-def load_config(params: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """A params YAML (ROS params layout) plus `stage.field:=value` overrides, as `--ros-args -p` takes them."""
+def load_config(
+    params: str | Path | None = None, overrides: list[str] | None = None, preset: str | None = None
+) -> Config:
+    """A params YAML (ROS params layout, over a Config preset when named) plus `stage.field:=value`
+    overrides, as `--ros-args -p` takes them."""
     import yaml
 
-    cfg = Config.from_yaml(params)
+    cfg = Config.from_yaml(params, preset)
     for o in overrides or []:
         if ":=" not in o:
             raise ValueError(f"override {o!r} is not stage.field:=value")

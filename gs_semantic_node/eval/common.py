@@ -82,11 +82,45 @@ def table(rows: list[dict], cols: list[str]) -> str:
     return "\n".join(lines)
 
 
-def scene(seed: int, frames: int, root: Path) -> Path:
-    """A simulator scene rendered once into `root` (re-rendered when cached by an older simulator)."""
-    d = root / f"sim_{seed}_{frames}"
-    if not (d / "gt.json").exists() or "axisymmetric" not in (d / "gt.json").read_text():
-        generate(SimConfig(seed=seed, frames=frames), d, progress=False)
+SCENE_OPTIONS = ("family", "trajectory", "pose_noise_m", "pose_noise_deg", "depth_noise", "n_objects")
+
+
+def scene_options(a) -> dict:
+    """The simulator options a bench was asked for (`--family`, `--trajectory`, noise, clutter)."""
+    return {
+        "family": a.family,
+        "trajectory": a.trajectory,
+        "pose_noise_m": a.pose_noise_m,
+        "pose_noise_deg": a.pose_noise_deg,
+        "depth_noise": a.depth_noise,
+        "n_objects": a.objects or 0,
+    }
+
+
+def scene_name(seed: int, frames: int, opts: dict | None = None) -> str:
+    """The cache folder of a scene: every option that changes what is rendered is in the name."""
+    o = {**{k: getattr(SimConfig, k) for k in SCENE_OPTIONS}, **(opts or {})}
+    name = f"sim_{o['family']}_{o['trajectory']}_s{seed}_f{frames}"
+    if o["pose_noise_m"] or o["pose_noise_deg"]:
+        name += f"_pose{o['pose_noise_m']:g}m{o['pose_noise_deg']:g}deg"
+    if o["depth_noise"]:
+        name += "_depthnoise"
+    if o["n_objects"]:
+        name += f"_obj{o['n_objects']}"
+    return name
+
+
+def scene(seed: int, frames: int, root: Path, opts: dict | None = None) -> Path:
+    """A simulator scene rendered once into `root`; rendered again when the cached one was made by
+    an older simulator or with other options."""
+    cfg = SimConfig(seed=seed, frames=frames, **(opts or {}))
+    d = root / scene_name(seed, frames, opts)
+    gt = d / "gt.json"
+    if gt.exists() and "axisymmetric" in gt.read_text():
+        made = json.loads(gt.read_text()).get("config", {})
+        if all(made.get(k) == v for k, v in cfg.__dict__.items() if k != "storage"):
+            return d
+    generate(cfg, d, progress=False)
     return d
 
 
@@ -94,7 +128,7 @@ def scenes(a, out: Path) -> list[Path]:
     """--sim-dirs (any bag folders) or the --seeds scenes rendered into `out`."""
     if a.sim_dirs:  # pre-rendered scenes or recordings: a GPU box need not have MuJoCo
         return [Path(d) for d in a.sim_dirs.split(",") if d]
-    return [scene(int(s), a.frames, out) for s in a.seeds.split(",") if s]
+    return [scene(int(s), a.frames, out, scene_options(a)) for s in a.seeds.split(",") if s]
 
 
 def write_rows(out: Path, name: str, rows: list[dict], cols: list[str]) -> int:

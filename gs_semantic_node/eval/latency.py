@@ -53,7 +53,7 @@ def run(a) -> int:
     else:
         emb = random_clip(clip, dev)
     rows = [
-        dict(bench_latency(int(n), a.objects, emb), device=device_name(dev), text_encoder=clip)
+        dict(bench_latency(int(n), a.objects or 50, emb), device=device_name(dev), text_encoder=clip)
         for n in a.sizes.split(",")
     ]
     rows = [

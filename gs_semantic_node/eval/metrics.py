@@ -111,6 +111,7 @@ def evaluate(arrays: dict, objects: list, gt: dict) -> dict:
             "box_iou": iou,
             "box_iou_sym": iou_sym,
             "label": obj_by_id[p].label if p is not None and p in obj_by_id else None,
+            "missed": False,
         }
     n = max(1, len(means))
     counts = {"missed": 0, "split": 0, "merged": 0, "phantom": 0, "largest_phantom_frac": 0.0}
@@ -118,6 +119,7 @@ def evaluate(arrays: dict, objects: list, gt: dict) -> dict:
         tot = C[i].sum()
         if tot == 0 or g not in match or C[i, pids.index(match[g])] < 0.5 * tot:
             counts["missed"] += 1
+            per[g]["missed"] = True
         if tot and (C[i] >= 0.2 * tot).sum() >= 2:
             counts["split"] += 1
     for j, p in enumerate(pids):

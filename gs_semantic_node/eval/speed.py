@@ -10,20 +10,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import Config
+from ..config import MapperConfig
 from ..offline import offline_pipeline
-from .common import device_name, peak_gb, peak_reset, scene
+from .common import device_name, peak_gb, peak_reset, scene, scene_options
 from .metrics import evaluate_view, heldout_summary
 
 
 def run(a) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    d = scene(int(a.seeds.split(",")[0]), a.frames, out)
+    from .quality import bench_config
+
+    d = scene(int(a.seeds.split(",")[0]), a.frames, out, scene_options(a))
+    cfg = bench_config(a)
+    cfg.mapper.iters_per_keyframe = MapperConfig.iters_per_keyframe
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     peak_reset(dev)
     t0 = time.monotonic()
-    p, held, _ = offline_pipeline(d, Config.preset("oracle_bench"), progress=False, held_out_every=5)
+    p, held, _ = offline_pipeline(d, cfg, progress=False, held_out_every=5)
     wall = time.monotonic() - t0
     n_fed = a.frames - len(held)
     ev = [evaluate_view(p.mapper, f) for f in held]
@@ -44,6 +48,8 @@ def run(a) -> int:
         "peak_mem_gb": peak,
         "gaussians": len(p.mapper.map),
         "resolution": [p.cfg.mapper.width, p.cfg.mapper.height],
+        "scene": scene_options(a),
+        "noise_preset": cfg.perception.oracle_preset,
         "note": "in-process query latency (no DDS)",
     }
     (out / "speed.json").write_text(json.dumps(res, indent=1))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from gs_semantic_node.cli import main
+from gs_semantic_node.config import Config
 
 pytestmark = pytest.mark.slow
 
@@ -28,6 +29,20 @@ def test_quality_and_speed_bench_write_json(tmp_path):
         }
         assert q[m]["n_scenes"] == 1 and 0.0 <= q[m]["query_success"] <= 1.0
     assert "oracle perception" in q["perception"] and q["noise_preset"] == "realistic"
+    assert q["min_similarity_mode"] == "calibrate" and q["map_resolution"] == [160, 120]
+    assert set(q["per_class"]) == {o["class"] for o in q["objects"]}
+    argv = ["--family", "libero", "--pose-noise-m", "0.003", "--pose-noise-deg", "0.3", "--depth-noise"]
+    argv += ["--oracle-preset", "harsh", "--map-width", "96", "--map-height", "72", "--min-similarity", "shipped"]
+    assert (
+        main(["bench", "quality", "--seeds", "101", "--tune-seeds", "", "--frames", "6", "--out", str(tmp_path), *argv])
+        == 0
+    )
+    q = json.loads((tmp_path / "quality.json").read_text())
+    assert q["scene"]["family"] == "libero" and q["scene"]["pose_noise_m"] == 0.003 and q["scene"]["depth_noise"]
+    assert q["noise_preset"] == "harsh" and q["map_resolution"] == [96, 72]
+    shipped = Config.preset("oracle_bench").query.min_similarity
+    assert q["query_min_similarity"] == shipped and q["min_similarity_mode"] == "shipped"
+    assert (tmp_path / "sim_libero_orbit_s101_f6_pose0.003m0.3deg_depthnoise" / "gt.json").exists()
     assert main(["bench", "speed", "--seeds", "101", "--frames", "8", "--out", str(tmp_path)]) == 0
     s = json.loads((tmp_path / "speed.json").read_text())
     assert set(s) >= {
