@@ -120,6 +120,10 @@ class MapperConfig:
     exposure_compensation: bool = False  # an affine colour response per keyframe, optimised with the map
     lr_exposure: float = 1e-3
     depth_noise_weighting: bool = False  # depth loss weighted by the sensor's noise (~ depth^2), none at edges
+    # a small rigid correction per keyframe pose, optimised with the map (the first keyframe anchors
+    # the frame): odometry / motion-capture poses are off by millimetres and tenths of a degree
+    pose_refinement: bool = False
+    lr_pose: float = 5e-4  # rad and m per step
     lambda_center_depth: float = 2.0  # pull centres onto the observed depth (Mapper.center_depth_loss)
     center_depth_band: float = 0.03  # m; centres farther from the observed depth are occluded or elsewhere
     prune_opacity: float = 0.02
@@ -240,6 +244,9 @@ class NodeConfig:
     pose_topic: str = "/camera/pose"
     pose_type: PoseType = "pose"  # PoseStamped | nav_msgs/Odometry | TransformStamped (POSE_TYPES)
     pose_time_offset: float = 0.0  # s added to pose stamps (a localisation on another clock)
+    # s added to depth stamps: when the depth was really captured (a depth camera stamping its frames
+    # late); depth taken at another instant than the colour is moved to the colour instant (mapping.registration)
+    depth_time_offset: float = 0.0
     pose_max_gap: float = 0.25  # s: poses further apart than this are not interpolated between
     pose_wait: float = 1.0  # s an image set waits for a pose after its stamp, then is skipped
     gt_instances_topic: str = "/sim/instance_mask"
@@ -298,8 +305,8 @@ class Config:
         return cfg
 
     @classmethod
-    def from_yaml(cls, path: str | Path | None) -> "Config":
-        cfg = cls()
+    def from_yaml(cls, path: str | Path | None, preset: str | None = None) -> "Config":
+        cfg = cls.preset(preset) if preset else cls()
         if not path:
             return cfg
         data = yaml.safe_load(Path(path).read_text()) or {}

@@ -52,6 +52,9 @@ class Frame:
     stamp: float  # seconds
     index: int = -1
     gt_instances: np.ndarray | None = None  # (H, W) int32 simulator instance ids (oracle perception only)
+    # the colour camera's pose when the depth was captured, where that differs from T_world_cam (a
+    # depth camera not triggered with the colour one); the mapper moves the depth to the colour instant
+    T_world_depth: np.ndarray | None = None
 
     @property
     def viewmat(self) -> np.ndarray:

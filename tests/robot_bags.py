@@ -1,5 +1,6 @@
 """Real-data builders shared by the tests: TUM RGB-D frames from ../shared/data, and a robot-style bag of them."""
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -21,21 +22,28 @@ REALSENSE = NodeConfig(
 )
 
 
-def tum_truth(n: int) -> list[dict]:
-    """The first n TUM frames as the importer should give them: colour, depth (m), pose at the colour stamp."""
-    from gs_semantic_node.io.datasets import _quat_pose, _read_list
+@functools.cache
+def _tum_poses() -> PoseBuffer:
+    from gs_semantic_node.io.datasets import _quat_pose
 
-    rgb, depth = _read_list(TUM / "rgb.txt"), _read_list(TUM / "depth.txt")
-    gt = np.array(
-        [
-            [float(x) for x in line.split()]
-            for line in (TUM / "groundtruth.txt").read_text().splitlines()
-            if line.strip() and not line.startswith("#")
-        ]
-    )
+    gt = np.loadtxt(TUM / "groundtruth.txt")
     pb = PoseBuffer(0.1, size=len(gt) + 1)
     for row in gt:
         pb.add(row[0], _quat_pose(row[1:]))
+    return pb
+
+
+def tum_pose(t: float) -> np.ndarray:
+    """TUM's ground-truth camera pose interpolated at t."""
+    return _tum_poses().at(t, 0.02)
+
+
+def tum_truth(n: int, pose_offset: float = 0.0) -> list[dict]:
+    """The first n TUM frames as the importer should give them: colour, depth (m), pose at the colour
+    stamp (+ pose_offset)."""
+    from gs_semantic_node.io.datasets import _read_list
+
+    rgb, depth = _read_list(TUM / "rgb.txt"), _read_list(TUM / "depth.txt")
     out = []
     for (t, name), (td, dname) in list(zip(rgb, depth))[:n]:
         out.append(
@@ -44,7 +52,7 @@ def tum_truth(n: int) -> list[dict]:
                 "td": td,
                 "rgb": np.asarray(Image.open(TUM / name).convert("RGB")),
                 "depth": np.asarray(Image.open(TUM / dname)).astype(np.float32) / 5000.0,
-                "T": pb.at(t, 0.02),
+                "T": tum_pose(t + pose_offset),
             }
         )
     return out

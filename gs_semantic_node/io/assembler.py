@@ -9,6 +9,9 @@ frames from the same messages.
   to the image stamp (linear in position, slerp in rotation) between the two poses around it, when
   those are at most `node.pose_max_gap` apart; a set waits up to `node.pose_wait` for the pose after
   it, then the nearest pose within `node.sync_slop` is taken, or the set is skipped (`pose_missing`);
+- a depth image captured at another instant than the colour (its stamp + `node.depth_time_offset`)
+  carries the pose of that instant too (`Frame.T_world_depth`), so the mapper can move it to the
+  colour instant; a hardware-synchronised camera (same stamps) gets none;
 - everything is validated by InputValidator; a rejected set becomes an InputFault handed to
   `on_fault`, never an exception out of `add_*`.
 """
@@ -157,7 +160,13 @@ class FrameAssembler:
             try:
                 out.append(
                     self.validator.frame(
-                        got["rgb"], got["depth"], self.camera_info, T, got.get("gt"), index=self.validator.accepted
+                        got["rgb"],
+                        got["depth"],
+                        self.camera_info,
+                        T,
+                        got.get("gt"),
+                        index=self.validator.accepted,
+                        pose_depth=self._depth_pose(t, got["depth"]),
                     )
                 )
             except InputFault as e:
@@ -165,6 +174,14 @@ class FrameAssembler:
                     self._time_jump(t)
                 self.on_fault(e)
         return out
+
+    def _depth_pose(self, t: float, depth_msg) -> np.ndarray | None:
+        """The camera pose when the depth was captured (its stamp + node.depth_time_offset), where
+        that is another instant than the colour's t; None when it is the same or unknown."""
+        td = stamp_seconds(depth_msg.header) + self.cfg.depth_time_offset
+        if abs(td - t) < 1e-4:
+            return None
+        return self.poses.at(td, self.cfg.sync_slop)
 
     def _image_lead(self, t: float) -> float:
         """How far the newest waiting image is ahead of t (images keep coming while a pose is late)."""

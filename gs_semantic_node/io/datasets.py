@@ -47,6 +47,9 @@ class ImportOptions:
     fps: float = 30.0  # frames: stamps when the dataset has none
     depth_scale: float = 1000.0  # frames: depth units per metre (1000: mm; TUM 5000)
     depth_invalid: float = 65535  # frames: depth value meaning "no depth" (besides 0)
+    # tum: seconds the motion-capture poses lag the colour stamps (each image gets the pose at its
+    # stamp + this): a camera stamps its frames at some instant of a rolling-shutter exposure
+    pose_offset: float = 0.0
 
 
 def _read_list(path: Path) -> list[tuple[float, str]]:
@@ -82,6 +85,9 @@ def _writer(out: Path, o: ImportOptions, topics: NodeConfig | None) -> BagWriter
     return BagWriter(bag, storage=o.storage, topics=topics, compressed=o.compressed)
 
 
+GT_WINDOW = 0.1  # s of ground truth written either side of each imported frame
+
+
 def import_tum(
     src: str | Path,
     out: str | Path,
@@ -107,21 +113,25 @@ def import_tum(
     for row in gt:
         poses.add(float(row[0]), _quat_pose(row[1:]))
     d_t = np.array([t for t, _ in depth])
-    n = 0
+    n, written = 0, -np.inf
     with _writer(out, o, topics) as w:
         for i in tqdm(_select(len(rgb), o), desc=f"import tum {src.name}"):
             t, name = rgb[i]
-            T = poses.at(t, slop=0.02)
-            if T is None:
+            if poses.at(t + o.pose_offset, slop=0.02) is None:
                 continue  # outside the motion-capture trajectory
             j = int(np.argmin(np.abs(d_t - t)))
+            # the ground truth at its own rate around the frame (stamps shifted by pose_offset), so the
+            # pose of any instant near it (the colour's, the depth's) is interpolated as finely as recorded
+            near = (gt[:, 0] - o.pose_offset > max(written, t - GT_WINDOW)) & (gt[:, 0] - o.pose_offset < t + GT_WINDOW)
+            for row in gt[near]:
+                w.write_pose(_quat_pose(row[1:]), float(row[0]) - o.pose_offset)
+                written = float(row[0]) - o.pose_offset
             img = np.asarray(Image.open(src / name).convert("RGB"))
             dep = np.asarray(Image.open(src / depth[j][1])).astype(np.float32) / 5000.0
             h, wd = img.shape[:2]
             w.write_rgb(img, t)
             w.write_depth(dep, float(d_t[j]))
             w.write_info(Camera(fx, fy, cx, cy, wd, h, dist), t)
-            w.write_pose(T, t)
             n += 1
     return n
 

@@ -128,9 +128,10 @@ class InputValidator:
         except ImageError as e:
             raise InputFault(e.reason if e.reason != "encoding" else "encoding", str(e)) from e
 
-    def frame(self, rgb_msg, depth_msg, info_msg, pose, gt_msg=None, index: int = -1) -> Frame:
+    def frame(self, rgb_msg, depth_msg, info_msg, pose, gt_msg=None, index: int = -1, pose_depth=None) -> Frame:
         """Validate one synchronised set (`pose`: a pose message or a 4x4 matrix already
-        interpolated to the image stamp); raises InputFault, updates nothing on failure."""
+        interpolated to the image stamp; `pose_depth` the one at the depth's capture, when it differs);
+        raises InputFault, updates nothing on failure."""
         if info_msg is None:
             raise InputFault("camera_info_missing", "no CameraInfo received yet")
         cam = camera_from_info(info_msg)
@@ -174,7 +175,9 @@ class InputValidator:
         self.camera = cam
         self.last_stamp, self.last_pose = stamp, T
         self.accepted += 1
-        return Frame(rgb, depth, cam, T, stamp, index, gt)
+        if pose_depth is not None and not np.all(np.isfinite(pose_depth)):
+            pose_depth = None
+        return Frame(rgb, depth, cam, T, stamp, index, gt, pose_depth)
 
     def reset_time(self):
         """After a detected bag restart: accept the new time line."""

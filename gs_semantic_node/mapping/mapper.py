@@ -22,6 +22,7 @@ from .compaction import choose_voxel, merge_in_voxels
 from .gaussians import GaussianMap
 from .rasterizer import RenderOutput, make_rasterizer, quat_to_rotmat
 from .rectify import rectify
+from .registration import depth_at_colour_instant
 
 
 def resolve_device(name: str) -> torch.device:
@@ -80,6 +81,7 @@ class Keyframe:
     gt_instances: np.ndarray | None = None
     depth_weight: torch.Tensor | None = None  # (H,W) per-pixel trust in the depth (Mapper.depth_weights)
     exposure: torch.Tensor | None = None  # (3,4) affine colour response, optimised with the map
+    pose_delta: torch.Tensor | None = None  # (6,) rotation vector + translation in the camera frame (pose_refinement)
 
 
 class Mapper:
@@ -91,7 +93,10 @@ class Mapper:
             backend = "torch"
         self.raster = make_rasterizer(backend)
         self.map = GaussianMap(
-            cfg.feature_dim, self.device, max_objects=max_objects, lrs={"means": cfg.lr_means, "scales": cfg.lr_scales}
+            cfg.feature_dim,
+            self.device,
+            max_objects=max_objects,
+            lrs={"means": cfg.lr_means, "scales": cfg.lr_scales},
         )
         self.keyframes: list[Keyframe] = []
         self.rng = random.Random(seed)
@@ -100,14 +105,15 @@ class Mapper:
         self.frames_seen = 0
         self.resolution = 0.0  # voxel the map was coarsened to under its cap (0: full detail)
         self.exposure_opt = torch.optim.Adam([torch.zeros(0, requires_grad=True)], lr=cfg.lr_exposure)
+        self.pose_opt = torch.optim.Adam([torch.zeros(0, requires_grad=True)], lr=cfg.lr_pose)
         if cfg.cap_policy not in CAP_POLICIES:
             raise ValueError(f"mapper.cap_policy must be one of {CAP_POLICIES}, not {cfg.cap_policy!r}")
 
     # ---------------------------------------------------------------- frames
     def prepare(self, frame: Frame) -> Keyframe:
-        """Rectify a frame (mapping.rectify), resample it to the working resolution and move it to the
-        mapping device."""
-        frame = rectify(frame)
+        """Rectify a frame (mapping.rectify), move its depth to the colour's instant
+        (mapping.registration), resample it to the working resolution and move it to the mapping device."""
+        frame = depth_at_colour_instant(rectify(frame))
         W = self.cfg.width or frame.camera.width
         H = self.cfg.height or frame.camera.height
         # frames decoded from a bag are read-only views; torch wants writable memory (copied if not)
@@ -172,6 +178,33 @@ class Mapper:
         return trans >= self.cfg.keyframe_translation or angle >= self.cfg.keyframe_rotation_deg
 
     # ---------------------------------------------------------------- rendering
+    @staticmethod
+    def view(kf: Keyframe) -> torch.Tensor:
+        """The keyframe's world->camera matrix with its pending pose correction (differentiable)."""
+        if kf.pose_delta is None:
+            return kf.viewmat
+        w, t = kf.pose_delta[:3], kf.pose_delta[3:]
+        z = torch.zeros_like(w[0])
+        W = torch.stack([torch.stack([z, -w[2], w[1]]), torch.stack([w[2], z, -w[0]]), torch.stack([-w[1], w[0], z])])
+        dR = torch.linalg.matrix_exp(W)
+        top = torch.cat([dR @ kf.viewmat[:3, :3], dR @ kf.viewmat[:3, 3:] + t[:, None]], 1)
+        return torch.cat([top, kf.viewmat[3:]], 0)
+
+    @torch.no_grad()
+    def _bake_poses(self, kfs: list[Keyframe]) -> None:
+        """Fold the optimised corrections into the keyframes' poses, so every reader of viewmat /
+        T_world_cam (seeding, lifting, the window's next pass) sees the refined pose."""
+        for kf in kfs:
+            if kf.pose_delta is None or not bool(kf.pose_delta.any()):
+                continue
+            V = self.view(kf)
+            if not bool(torch.isfinite(V).all()):
+                kf.pose_delta.zero_()
+                continue
+            kf.viewmat = V.contiguous()
+            kf.T_world_cam = torch.linalg.inv(V)
+            kf.pose_delta.zero_()
+
     def render(self, kf: Keyframe, colors: torch.Tensor | None = None, detach_geometry: bool = False) -> RenderOutput:
         a = self.map.activated()
         if detach_geometry:
@@ -183,7 +216,7 @@ class Mapper:
             a["scales"],
             a["opacities"],
             cols,
-            kf.viewmat,
+            self.view(kf),
             kf.K,
             kf.camera.width,
             kf.camera.height,
@@ -201,6 +234,9 @@ class Mapper:
             if self.cfg.exposure_compensation and self.keyframes:  # the first keyframe anchors the colours
                 kf.exposure = torch.zeros(3, 4, device=self.device, requires_grad=True)
                 self.exposure_opt.add_param_group({"params": [kf.exposure], "lr": self.cfg.lr_exposure})
+            if self.cfg.pose_refinement and self.keyframes:  # ... and the map frame
+                kf.pose_delta = torch.zeros(6, device=self.device, requires_grad=True)
+                self.pose_opt.add_param_group({"params": [kf.pose_delta], "lr": self.cfg.lr_pose})
             self.keyframes.append(kf)
             self.last_keyframe_pose = np.asarray(frame.T_world_cam, dtype=np.float64).copy()
             self.optimise(self.cfg.iters_per_keyframe)
@@ -321,7 +357,8 @@ class Mapper:
         surfaces (front-to-back compositing), so an expected-depth loss alone pushes Gaussians
         behind oblique surfaces and rims; this term is unbiased for the centres it sees."""
         means = self.map.means
-        pc = means @ kf.viewmat[:3, :3].T + kf.viewmat[:3, 3]
+        V = self.view(kf)
+        pc = means @ V[:3, :3].T + V[:3, 3]
         z = pc[:, 2]
         d_obs, ok = self._observed_depth(kf, pc.detach())
         err = (z - d_obs).abs()
@@ -356,16 +393,17 @@ class Mapper:
         for it in range(iters):
             kf = win[-1] if it % 2 == 0 else self.rng.choice(win)  # newest keyframe every other step
             loss = self.loss(kf)
-            opts = [*self.map.optimizers.values(), self.exposure_opt]
+            opts = [*self.map.optimizers.values(), self.exposure_opt, self.pose_opt]
             for opt in opts:
                 opt.zero_grad(set_to_none=True)
             loss.backward()
-            for p in self.map.params.values():
+            for p in [*self.map.params.values(), *(k.pose_delta for k in win if k.pose_delta is not None)]:
                 if p.grad is not None:  # one ill-conditioned Gaussian must not poison Adam's moments
                     torch.nan_to_num_(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
             for opt in opts:
                 opt.step()
             last = float(loss.detach())
+        self._bake_poses(win)
         return last
 
     @torch.no_grad()

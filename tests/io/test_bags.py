@@ -7,9 +7,9 @@ import collections
 import numpy as np
 import pytest
 from PIL import Image
-from robot_bags import REALSENSE, TUM, needs_tum, tum_truth, write_robot_bag
+from robot_bags import REALSENSE, TUM, needs_tum, tum_pose, tum_truth, write_robot_bag
 
-from gs_semantic_node.config import Config
+from gs_semantic_node.config import Config, NodeConfig
 from gs_semantic_node.io.assembler import PoseBuffer
 from gs_semantic_node.io.bags import BagError, BagWriter, read_frames
 from gs_semantic_node.io.datasets import ImportOptions, import_frames, import_tum
@@ -47,6 +47,15 @@ def test_import_tum_then_every_frame_reads_back(tmp_path):
     for f, g in zip(truth, got):
         assert np.array_equal(g.rgb, f["rgb"]) and np.abs(g.depth - f["depth"]).max() <= 0.0006
         assert np.allclose(g.T_world_cam, f["T"], atol=1e-6)
+        assert np.allclose(g.T_world_depth, tum_pose(f["td"]), atol=1e-6)  # Kinect v1: depth at its own instant
+    late_depth = NodeConfig(depth_time_offset=-0.025)
+    for f, g in zip(truth, read_frames(tmp_path, late_depth)):
+        assert np.allclose(g.T_world_depth, tum_pose(f["td"] - 0.025), atol=1e-6)
+    import_tum(TUM, tmp_path / "late", ImportOptions(limit=3, pose_offset=0.03))
+    late = tum_truth(3, pose_offset=0.03)
+    for f, g in zip(late, read_frames(tmp_path / "late")):
+        assert np.allclose(g.T_world_cam, f["T"], atol=1e-6) and g.stamp == pytest.approx(f["t"])
+    assert not np.allclose(late[0]["T"], truth[0]["T"], atol=1e-3)  # the camera moved in those 30 ms
 
 
 @needs_tum

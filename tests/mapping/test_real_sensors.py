@@ -76,3 +76,51 @@ def test_exposure_compensation_absorbs_a_brighter_keyframe_and_d_ssim_trains():
         m.optimise(2)  # the newest keyframe, then one of the window
     gain = float(torch.diagonal(m.keyframes[1].exposure[:, :3]).mean())
     assert gain > 0.05 and float(m.loss(m.keyframes[1])) < before
+
+
+def striped_plane(x_true: float, x_reported: float, d: float = 1.0) -> Frame:
+    """A plane at depth d with sinusoidal stripes fixed in the world, seen from x_true, posed at x_reported."""
+    cam = Camera(60, 60, 39.5, 29.5, 80, 60)
+    v, u = np.mgrid[0:60, 0:80].astype(np.float32)
+    X = x_true + (u - cam.cx) / cam.fx * d
+    Y = (v - cam.cy) / cam.fy * d
+    rgb = np.stack(
+        [0.5 + 0.4 * np.sin(2 * np.pi * X / 0.12), 0.5 + 0.4 * np.cos(2 * np.pi * Y / 0.15), 0.5 + 0 * X], -1
+    )
+    T = np.eye(4)
+    T[0, 3] = x_reported
+    return Frame((rgb * 255).astype(np.uint8), np.full((60, 80), d, np.float32), cam, T, 0.0, 0)
+
+
+@pytest.mark.parametrize("refine", [True, False])
+def test_pose_refinement_pulls_a_misplaced_keyframe_onto_the_map(refine):
+    torch.manual_seed(0)
+    cfg = MapperConfig(width=80, height=60, iters_per_keyframe=0, pose_refinement=refine, lr_pose=2e-3)
+    m = Mapper(cfg)
+    m.integrate(striped_plane(0.0, 0.0))
+    m.integrate(striped_plane(0.06, 0.09))  # reported 3 cm off (1.8 px at this depth)
+    assert m.keyframes[0].pose_delta is None  # the first anchors the map frame
+    for _ in range(30):
+        m.optimise(2)
+    x = float(m.keyframes[1].T_world_cam[0, 3])
+    if refine:
+        assert abs(x - 0.06) < 0.01, x
+        assert float(m.keyframes[0].T_world_cam[0, 3]) == 0.0
+    else:
+        assert x == pytest.approx(0.09)
+
+
+def test_depth_captured_elsewhere_is_moved_to_the_colour_camera():
+    from gs_semantic_node.mapping.registration import depth_at_colour_instant
+
+    cam = Camera(60, 60, 39.5, 29.5, 80, 60)
+    depth = np.full((60, 80), 2.0, np.float32)
+    depth[:, :40] = 1.0  # a near surface on the left, its edge at column 40
+    T_depth = np.eye(4)
+    T_depth[0, 3] = 0.03  # the depth was captured 3 cm to the right of where the colour was
+    f = Frame(np.zeros((60, 80, 3), np.uint8), depth, cam, np.eye(4), 0.0, 0, None, T_depth)
+    out = depth_at_colour_instant(f).depth
+    # seen from 3 cm further left, everything shifts right by fx * 0.03 / z: 1.8 px near, 0.9 px far
+    assert out[30, 41] == 1.0 and out[30, 42] == 2.0 and depth[30, 41] == 2.0  # the near surface occludes
+    assert (out[:, :2] == 0).all() and (out[:, 2:40] == 1.0).all()  # nothing lands at the left border: holes
+    assert depth_at_colour_instant(dataclasses.replace(f, T_world_depth=None)).depth is depth
