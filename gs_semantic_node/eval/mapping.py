@@ -149,6 +149,7 @@ def write_report(out: Path, rows: list[dict]) -> None:
             f"depth L1 {r['heldout_depth_l1_m']:.3f} m, {r['frames_per_s']:.2f} frames/s, "
             f"{r['ms_per_keyframe']:.0f} ms/keyframe, {r['gaussians']} Gaussians",
             "",
+            *([f"parameters: `{' '.join(r['params'])}`", ""] if r.get("params") else []),
             *[f"![{p}]({p})" for p in r.get("pictures", [])],
             "",
         ]
@@ -224,5 +225,7 @@ def run(a) -> int:
         "gaussians",
         "peak_mem_gb",
     ]
+    for r in rows:
+        r["params"] = list(a.param)  # every -p, node.* ones (topics, time offsets) included
     write_report(out, rows)
     return write_rows(out, "mapping", rows, cols)

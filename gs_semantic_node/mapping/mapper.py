@@ -251,7 +251,10 @@ class Mapper:
         valid = kf.depth > 0
         if len(self.map) > 0:
             out = self.render(kf, detach_geometry=True)
-            wrong = kf.depth < out.depth * (1 - cfg.seed_depth_error)
+            front = out.depth * (1 - cfg.seed_depth_error)
+            if cfg.seed_depth_margin > 0:
+                front = torch.maximum(front, out.depth - cfg.seed_depth_margin)
+            wrong = kf.depth < front
             need = valid & ((out.alpha < cfg.seed_alpha) | wrong)
         else:
             need = valid

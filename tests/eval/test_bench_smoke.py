@@ -30,7 +30,7 @@ def test_quality_and_speed_bench_write_json(tmp_path):
         assert q[m]["n_scenes"] == 1 and 0.0 <= q[m]["query_success"] <= 1.0
     assert "oracle perception" in q["perception"] and q["noise_preset"] == "realistic"
     assert q["min_similarity_mode"] == "calibrate" and q["map_resolution"] == [160, 120]
-    assert set(q["per_class"]) == {o["class"] for o in q["objects"]}
+    assert set(q["per_class"]) == {o["class"] for o in q["objects"]} and isinstance(q["false_positives"], list)
     argv = ["--family", "libero", "--pose-noise-m", "0.003", "--pose-noise-deg", "0.3", "--depth-noise"]
     argv += ["--oracle-preset", "harsh", "--map-width", "96", "--map-height", "72", "--min-similarity", "shipped"]
     assert (
