@@ -25,6 +25,7 @@ from .metrics import evaluate, gt_labels
 ABSENT = ["laptop", "banana", "teddy bear", "scissors"]  # unrelated to the tabletop classes
 
 
+ITERS = 4  # optimisation iterations per keyframe the quality bench maps with (-p mapper.iters_per_keyframe overrides)
 THRESHOLDS = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
 # query.min_similarity candidates, 0.4 ... 0.9: the grid must reach past the tuning seeds' plateau of
 # zero errors, or the plateau's middle is taken from its truncated part
@@ -54,7 +55,7 @@ def family_classes(gt: dict) -> list[str]:
 def bench_config(a) -> Config:
     """The quality bench's pipeline: the oracle_bench preset (oracle perception, text proxy), 4
     iterations per keyframe, then --params / -p, --oracle-preset and --map-width / --map-height."""
-    cfg = load_config(a.params, [f"mapper.iters_per_keyframe:={4}", *a.param], preset="oracle_bench")
+    cfg = load_config(a.params, [f"mapper.iters_per_keyframe:={ITERS}", *a.param], preset="oracle_bench")
     if a.oracle_preset:
         cfg.perception.oracle_preset = a.oracle_preset
     if a.map_width:
@@ -191,15 +192,15 @@ def per_class(queries: list, objects: list) -> dict:
     out = {}
     for cls in sorted({o["class"] for o in objects} | {q["class"] for q in queries}):
         qs = [q for q in queries if q["class"] == cls]
-        os_ = [o for o in objects if o["class"] == cls]
+        inst = [o for o in objects if o["class"] == cls]
         out[cls] = {
             "queries": len(qs),
             "query_success": _mean([q["found"] and q["iou"] >= 0.5 for q in qs]) if qs else None,
             "query_box_iou": _mean([q["iou"] for q in qs]) if qs else None,
-            "instances": len(os_),
-            "map_box_iou": _mean([o["box_iou"] for o in os_]),
-            "missed": sum(o["missed"] for o in os_),
-            "labelled_right": sum(o["label"] == cls for o in os_),
+            "instances": len(inst),
+            "map_box_iou": _mean([o["box_iou"] for o in inst]),
+            "missed": sum(o["missed"] for o in inst),
+            "labelled_right": sum(o["label"] == cls for o in inst),
         }
     return out
 
