@@ -220,10 +220,9 @@ def test_node_end_to_end(node_proc, client, small_sim):
         rclpy.spin_once(n, timeout_sec=0.2)
     assert got and got[-1].header.frame_id == "map" and len(got[-1].objects) >= 2
     player.destroy_node()
-    t = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=10)
-    assert time.monotonic() - t < 5.0
+    proc.wait(timeout=30)  # shuts down (a keyframe in flight finishes first), never hangs
+    assert proc.returncode == 0, (tmp / "node.log").read_text()[-3000:]
 
 
 def test_sigkill_during_save_map_keeps_previous_map(node_proc, client, small_sim):
