@@ -108,8 +108,10 @@ class MapperConfig:
     seed_alpha: float = 0.5  # seed where the map's silhouette is below this
     seed_depth_error: float = 0.05  # ... or where observed depth is closer by this fraction
     # ... or by this much (m, 0: off): 5 % of a metre let a small object stand on the table unseeded, drawn
-    # by the table's Gaussians (bench/RESULTS.md, "Semantic quality beyond the primitives")
-    seed_depth_margin: float = 0.015
+    # by the table's Gaussians. Off by default: it splits an apple in the demo scene and lets a real
+    # sensor's depth noise seed surface in front of surface (bench/RESULTS.md, "Semantic quality beyond
+    # the primitives")
+    seed_depth_margin: float = 0.0
     seed_surfels: bool = True  # seed flat discs in the depth map's tangent plane (Mapper._surfels)
     surfel_thickness: float = 0.2  # disc thickness / in-plane scale
     surfel_min_cos: float = 0.25  # caps the stretch along the tilt at 4x the pixel footprint
