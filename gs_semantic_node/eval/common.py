@@ -116,8 +116,9 @@ def scene(seed: int, frames: int, root: Path, opts: dict | None = None) -> Path:
     cfg = SimConfig(seed=seed, frames=frames, **(opts or {}))
     d = root / scene_name(seed, frames, opts)
     gt = d / "gt.json"
-    if gt.exists() and "axisymmetric" in gt.read_text():
-        made = json.loads(gt.read_text()).get("config", {})
+    text = gt.read_text() if gt.exists() else ""
+    if "axisymmetric" in text:  # written by a simulator that records what it was asked for
+        made = json.loads(text).get("config", {})
         if all(made.get(k) == v for k, v in cfg.__dict__.items() if k != "storage"):
             return d
     generate(cfg, d, progress=False)
