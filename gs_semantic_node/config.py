@@ -112,6 +112,14 @@ class MapperConfig:
     # sensor's depth noise seed surface in front of surface (bench/RESULTS.md, "Semantic quality beyond
     # the primitives")
     seed_depth_margin: float = 0.0
+    # Free space: a Gaussian that views see through (the observed depth clearly behind it) gathers
+    # evidence of being gone and is removed after free_space_views such views (Mapper.carve); one seen
+    # where it is loses its evidence. "Clearly": by free_space_margin + 3 x the sensor's noise (its std
+    # per m of depth squared), behind even the nearest depth of its 3x3 pixels.
+    free_space_carving: bool = True
+    free_space_margin: float = 0.02  # m
+    free_space_noise: float = 0.0025
+    free_space_views: int = 2
     seed_surfels: bool = True  # seed flat discs in the depth map's tangent plane (Mapper._surfels)
     surfel_thickness: float = 0.2  # disc thickness / in-plane scale
     surfel_min_cos: float = 0.25  # caps the stretch along the tilt at 4x the pixel footprint
@@ -216,6 +224,18 @@ class SemanticsConfig:
     support_peel: float = 0.003  # m: a thing's Gaussians this close above its support join the support (0 = off)
     support_patch: float = 0.8  # ... all of them when this share of the thing lies there (> 1: never)
     refresh_every: int = 3  # keyframes between split/merge/smoothing passes
+    # The scene changes (semantics/changes.py): an object whose Gaussians free space mostly took (this
+    # share) is retired; one appearing within move_window s with an agreeing embedding (cosine) and a
+    # size within move_size_ratio, at least move_min_distance away, is that object moved and keeps its id;
+    # one appearing with added_share of its Gaussians seeded in front of mapped surface was added.
+    track_changes: bool = True
+    retire_share: float = 0.5
+    move_min_similarity: float = 0.8
+    move_size_ratio: float = 1.5
+    move_min_distance: float = 0.05
+    move_window: float = 60.0
+    added_share: float = 0.6
+    max_retired: int = 16
     max_objects: int = 128  # cap: vote columns per Gaussian (incl. background)
 
 

@@ -25,6 +25,8 @@ from .semantics.lifting import mask_weights
 from .semantics.registry import ObjectRegistry
 from .types import Camera, Frame, SemanticObject
 
+CHANGE_LOG = 1000  # events kept for readers that poll the snapshot (the node's ~/changes)
+
 
 @dataclass
 class Snapshot:
@@ -33,6 +35,7 @@ class Snapshot:
     stamp: float = 0.0
     keyframes: int = 0
     latest_keyframe: tuple | None = None  # (camera, T_world_cam)
+    changes: list = field(default_factory=list)  # ObjectChange log, oldest first (the last CHANGE_LOG)
 
 
 class LiftObserver(Protocol):
@@ -59,6 +62,8 @@ class SemanticMappingPipeline:
         self.registry = ObjectRegistry(cfg.semantics, self.embedder.embed_text)
         self.engine = QueryEngine(cfg.query, self.embedder.embed_text)
         self._snapshot = Snapshot()
+        self._changes: list = []
+        self._seq = 0
         self._work_lock = threading.Lock()
         self._unrefreshed = False  # keyframes integrated since the last refresh
         self.timings = {"map_ms": [], "perception_ms": [], "lift_ms": [], "refresh_ms": []}
@@ -74,6 +79,8 @@ class SemanticMappingPipeline:
             kf = self.mapper.integrate(frame)
             if kf is None:
                 return False
+            carved = self.mapper.carved
+            self.registry.changes.note_carved(carved)
             t1 = time.perf_counter()
             pc = self.cfg.perception
             prompts = self.project_boxes(kf, frame.camera) if pc.masks == "sam" and pc.sam_map_guided else None
@@ -86,7 +93,10 @@ class SemanticMappingPipeline:
             self.timings["map_ms"].append(1e3 * (t1 - t0))
             self.timings["perception_ms"].append(1e3 * (t2 - t1))
             self.timings["lift_ms"].append(1e3 * (t3 - t2))
-            if self.registry.keyframes % max(1, self.cfg.semantics.refresh_every) == 0:
+            # an object free space took or one just reportable is news for readers: no waiting for the cadence
+            sc = self.cfg.semantics
+            news = sc.track_changes and (self.registry.due or carved.numel() >= sc.min_object_gaussians)
+            if news or self.registry.keyframes % max(1, sc.refresh_every) == 0:
                 self.refresh(kf)
             else:
                 self._snapshot.latest_keyframe = (kf.camera, kf.T_world_cam.cpu().numpy())
@@ -105,15 +115,16 @@ class SemanticMappingPipeline:
 
     def refresh(self, kf: Keyframe | None = None, recompute: bool = True):
         t = time.perf_counter()
-        self.registry.refresh(self.mapper.map, recompute)
+        stamp = kf.stamp if kf else self._snapshot.stamp
+        self.registry.refresh(self.mapper.map, recompute, stamp)
         arrays = self.mapper.map.snapshot()
         latest = (kf.camera, kf.T_world_cam.cpu().numpy()) if kf is not None else self._snapshot.latest_keyframe
+        for c in self.registry.changes.drain():
+            self._seq += 1
+            c.seq = self._seq
+            self._changes = [*self._changes[-(CHANGE_LOG - 1) :], c]
         self._snapshot = Snapshot(
-            list(self.registry.objects),
-            arrays,
-            kf.stamp if kf else self._snapshot.stamp,
-            len(self.mapper.keyframes),
-            latest,
+            list(self.registry.objects), arrays, stamp, len(self.mapper.keyframes), latest, self._changes
         )
         self._unrefreshed = False
         self.timings["refresh_ms"].append(1e3 * (time.perf_counter() - t))
@@ -159,6 +170,7 @@ class SemanticMappingPipeline:
     def load(self, path):
         """Replace the map with a saved one; on any error the current map is left untouched."""
         from .io.mapfile import load_map
+        from .semantics.changes import ChangeTracker
         from .semantics.registry import ObjectRecord
 
         arrays, records, _ = load_map(path)
@@ -167,12 +179,17 @@ class SemanticMappingPipeline:
             self.registry.records = {
                 i: ObjectRecord(i, r["views"], r["last_seen"], r["n_masks"]) for i, r in records.items()
             }
+            self.registry.changes = ChangeTracker(self.cfg.semantics)  # the loaded map is the scene as it is
             self.refresh(None, recompute=False)  # the saved labels as they were, not re-split/merged
 
     # ------------------------------------------------------------ reader side
     @property
     def snapshot(self) -> Snapshot:
         return self._snapshot
+
+    def changes(self, after: int = 0) -> list:
+        """Change events (semantics.changes.ObjectChange) later than seq `after` (a reader's cursor)."""
+        return [c for c in self._snapshot.changes if c.seq > after]
 
     def objects(self, include_background: bool = False) -> list[SemanticObject]:
         return [o for o in self._snapshot.objects if include_background or not o.is_background]

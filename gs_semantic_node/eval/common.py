@@ -82,7 +82,7 @@ def table(rows: list[dict], cols: list[str]) -> str:
     return "\n".join(lines)
 
 
-SCENE_OPTIONS = ("family", "trajectory", "pose_noise_m", "pose_noise_deg", "depth_noise", "n_objects")
+SCENE_OPTIONS = ("family", "trajectory", "pose_noise_m", "pose_noise_deg", "depth_noise", "n_objects", "changes")
 
 
 def scene_options(a) -> dict:
@@ -94,6 +94,7 @@ def scene_options(a) -> dict:
         "pose_noise_deg": a.pose_noise_deg,
         "depth_noise": a.depth_noise,
         "n_objects": a.objects or 0,
+        "changes": getattr(a, "changes", ""),
     }
 
 
@@ -107,6 +108,8 @@ def scene_name(seed: int, frames: int, opts: dict | None = None) -> str:
         name += "_depthnoise"
     if o["n_objects"]:
         name += f"_obj{o['n_objects']}"
+    if o["changes"]:
+        name += f"_{o['changes']}"
     return name
 
 

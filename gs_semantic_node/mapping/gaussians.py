@@ -55,6 +55,8 @@ class GaussianMap:
             "object_id": torch.zeros(0, dtype=torch.int32, device=self.device),
             "confidence": z(0),
             "votes": z(0, max_objects),
+            "free_evidence": z(0),  # views that saw through it since one saw it (Mapper.carve)
+            "appeared": z(0),  # 1: seeded in front of mapped surface (an object put there, or a side first seen)
         }
         self._make_optimizers()
 
@@ -195,4 +197,6 @@ class GaussianMap:
                 if votes is not None
                 else torch.zeros(n, self.max_objects, device=dev)
             )
+            self.state["free_evidence"] = torch.zeros(n, device=dev)
+            self.state["appeared"] = torch.zeros(n, device=dev)
             self._make_optimizers()

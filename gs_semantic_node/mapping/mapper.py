@@ -1,6 +1,7 @@
 """Incremental RGB-D Gaussian mapping with poses from the robot (odometry / SLAM).
 
-Per keyframe: seed Gaussians (flat discs in the observed surface) where the map is unobserved
+Per keyframe: remove what the view clearly sees through once that is confirmed (free space: the
+scene changed), seed Gaussians (flat discs in the observed surface) where the map is unobserved
 (low silhouette) or wrong (observed surface in front of the rendered one), optimise a bounded
 window of recent + random past keyframes on RGB + depth L1, then prune transparent Gaussians, split
 oversized ones and enforce the Gaussian cap.
@@ -103,6 +104,7 @@ class Mapper:
         torch.manual_seed(seed)
         self.last_keyframe_pose: np.ndarray | None = None
         self.frames_seen = 0
+        self.carved = torch.zeros(0, dtype=torch.int32)  # object ids of the Gaussians the last keyframe carved
         self.resolution = 0.0  # voxel the map was coarsened to under its cap (0: full detail)
         self.exposure_opt = torch.optim.Adam([torch.zeros(0, requires_grad=True)], lr=cfg.lr_exposure)
         self.pose_opt = torch.optim.Adam([torch.zeros(0, requires_grad=True)], lr=cfg.lr_pose)
@@ -230,6 +232,7 @@ class Mapper:
             return None
         kf = self.prepare(frame)
         with self.map.lock:
+            self.carved = self.carve(kf)
             self.seed(kf)
             if self.cfg.exposure_compensation and self.keyframes:  # the first keyframe anchors the colours
                 kf.exposure = torch.zeros(3, 4, device=self.device, requires_grad=True)
@@ -246,6 +249,43 @@ class Mapper:
         return kf
 
     @torch.no_grad()
+    def carve(self, kf: Keyframe) -> torch.Tensor:
+        """Free-space evidence from one keyframe (mapper.free_space_*); removes the Gaussians whose
+        evidence is clear and returns their object ids. A Gaussian the depth does not testify about
+        (behind the observed surface: occluded; on a depth hole; outside the view) keeps its evidence.
+        One projection of the centres, no render: the same tensors on CPU and GPU."""
+        cfg = self.cfg
+        none = torch.zeros(0, dtype=torch.int32)
+        if not cfg.free_space_carving or len(self.map) == 0:
+            return none
+        pc = self.map.means.detach() @ kf.viewmat[:3, :3].T + kf.viewmat[:3, 3]
+        z = pc[:, 2]
+        cam = kf.camera
+        zs = z.clamp(min=1e-6)
+        u = (pc[:, 0] / zs * cam.fx + cam.cx).round().nan_to_num(-1.0)
+        v = (pc[:, 1] / zs * cam.fy + cam.cy).round().nan_to_num(-1.0)
+        inside = (z > cfg.min_depth) & (u >= 0) & (u <= cam.width - 1) & (v >= 0) & (v <= cam.height - 1)
+        ui, vi = u.clamp(0, cam.width - 1).long(), v.clamp(0, cam.height - 1).long()
+        D = kf.depth
+        # the nearest valid depth around each pixel: a Gaussian at an object's rim, or on a thin part, is
+        # seen through only where its whole neighbourhood lies behind it
+        far = torch.where(D > 0, D, torch.full_like(D, float("inf")))
+        nearest = -F.max_pool2d(-far[None, None], 3, 1, padding=1)[0, 0]
+        d_pix, d_near = D[vi, ui], nearest[vi, ui]
+        margin = cfg.free_space_margin + 3 * cfg.free_space_noise * z**2
+        through = inside & (d_pix > 0) & torch.isfinite(d_near) & (d_near > z + margin)
+        seen = inside & (d_pix > 0) & ((d_pix - z).abs() <= margin)
+        ev = self.map.state["free_evidence"]
+        ev[seen] = 0
+        ev[through] += 1
+        gone = ev >= max(1, cfg.free_space_views)
+        if not bool(gone.any()):
+            return none
+        ids = self.map.state["object_id"][gone].cpu()
+        self.map.remove(gone)
+        return ids
+
+    @torch.no_grad()
     def seed(self, kf: Keyframe) -> int:
         cfg = self.cfg
         valid = kf.depth > 0
@@ -255,9 +295,10 @@ class Mapper:
             if cfg.seed_depth_margin > 0:
                 front = torch.maximum(front, out.depth - cfg.seed_depth_margin)
             wrong = kf.depth < front
-            need = valid & ((out.alpha < cfg.seed_alpha) | wrong)
+            unseen = out.alpha < cfg.seed_alpha
+            need = valid & (unseen | wrong)
         else:
-            need = valid
+            unseen = need = valid
         s = max(1, cfg.seed_stride)
         grid = torch.zeros_like(need)
         grid[s // 2 :: s, s // 2 :: s] = True
@@ -272,7 +313,9 @@ class Mapper:
         quats = None
         if cfg.seed_surfels:
             quats, scales = self._surfels(kf, P, need, base)
-        self.map.append(pts, kf.rgb[need], scales, opacity=0.9, quats=quats)
+        # surface that stands in front of mapped surface appeared there (or was never seen from here)
+        appeared = (~unseen[need]).float()
+        self.map.append(pts, kf.rgb[need], scales, opacity=0.9, quats=quats, state={"appeared": appeared})
         if self.resolution > 0:  # a coarsened map takes new surface at its own resolution
             new = torch.zeros(len(self.map), dtype=torch.bool, device=self.device)
             new[-pts.shape[0] :] = True

@@ -171,7 +171,9 @@ class TextProxyEmbedder:
     def from_gt(cls, gt_path: str | Path, **kw) -> "TextProxyEmbedder":
         p = Path(gt_path)
         gt = json.loads((p / "gt.json" if p.is_dir() else p).read_text())
-        return cls({int(o["instance_id"]): list(o["descriptions"]) for o in gt["objects"]}, **kw)
+        # a scene that changes (sim --changes) also holds objects that are gone by its end
+        objs = [*gt.get("objects_before", []), *gt["objects"]]
+        return cls({int(o["instance_id"]): list(o["descriptions"]) for o in objs}, **kw)
 
     def _encode_text(self, texts: list[str]) -> np.ndarray:
         return _minilm().encode(

@@ -43,9 +43,7 @@ def object_msg(
     m.alt_scores = [float(s) for _, s in o.alternatives]
     m.is_background = bool(o.is_background)
     if o.obb is not None:
-        q = Rotation.from_matrix(o.obb.rotation).as_quat()
-        m.obb_center = Pose(position=point(o.obb.center), orientation=Quaternion(x=q[0], y=q[1], z=q[2], w=q[3]))
-        m.obb_size = Vector3(x=float(o.obb.size[0]), y=float(o.obb.size[1]), z=float(o.obb.size[2]))
+        m.obb_center, m.obb_size = box_pose(o.obb)
     m.aabb_min, m.aabb_max, m.centroid = point(o.aabb_min), point(o.aabb_max), point(o.centroid)
     m.num_gaussians = int(o.num_gaussians)
     if include_gaussians and o.gaussian_indices is not None:
@@ -54,6 +52,26 @@ def object_msg(
         if arrays is not None and len(idx) and idx.max() < len(arrays["means"]):
             m.gaussian_positions = arrays["means"][idx].astype(np.float32).reshape(-1).tolist()
     m.last_seen = to_time(o.last_seen)
+    return m
+
+
+def box_pose(box) -> tuple[Pose, Vector3]:
+    q = Rotation.from_matrix(box.rotation).as_quat()
+    pose = Pose(position=point(box.center), orientation=Quaternion(x=q[0], y=q[1], z=q[2], w=q[3]))
+    return pose, Vector3(x=float(box.size[0]), y=float(box.size[1]), z=float(box.size[2]))
+
+
+def change_msg(c, frame_id: str):
+    """semantics.changes.ObjectChange -> gs_semantic_msgs/ObjectChange."""
+    from gs_semantic_msgs.msg import ObjectChange
+
+    m = ObjectChange(header=Header(stamp=to_time(c.stamp), frame_id=frame_id), id=int(c.id), label=c.label, kind=c.kind)
+    if c.old_box is not None:
+        m.has_old_box = True
+        m.old_box_center, m.old_box_size = box_pose(c.old_box)
+    if c.new_box is not None:
+        m.has_new_box = True
+        m.new_box_center, m.new_box_size = box_pose(c.new_box)
     return m
 
 
@@ -71,10 +89,8 @@ def marker_array(objects: list[SemanticObject], header: Header, ns: str = "gs_se
         if o.obb is None or o.is_background:
             continue
         r, g, b = id_color(o.id)
-        q = Rotation.from_matrix(o.obb.rotation).as_quat()
         box = Marker(header=header, ns=ns, id=2 * int(o.id), type=Marker.CUBE, action=Marker.ADD)
-        box.pose = Pose(position=point(o.obb.center), orientation=Quaternion(x=q[0], y=q[1], z=q[2], w=q[3]))
-        box.scale = Vector3(x=float(o.obb.size[0]), y=float(o.obb.size[1]), z=float(o.obb.size[2]))
+        box.pose, box.scale = box_pose(o.obb)
         box.color = ColorRGBA(r=r, g=g, b=b, a=0.35)
         text = Marker(header=header, ns=ns, id=2 * int(o.id) + 1, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
         text.pose = Pose(position=point(o.obb.center + [0, 0, o.obb.size[2] / 2 + 0.03]), orientation=Quaternion(w=1.0))

@@ -15,7 +15,7 @@ import time
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, TransformStamped
-from gs_semantic_msgs.msg import ObjectArray
+from gs_semantic_msgs.msg import ObjectArray, ObjectChange
 from gs_semantic_msgs.srv import ListObjects, LoadMap, QueryObjects, SaveMap, SegmentAt
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -32,7 +32,7 @@ from ..io.assembler import FrameAssembler
 from ..io.mapfile import MapFileError, confined_path
 from ..io.validate import InputFault, camera_from_info, pose_matrix
 from ..pipeline import SemanticMappingPipeline
-from .convert import DIAG_NAME, cloud_msg, marker_array, object_msg
+from .convert import DIAG_NAME, change_msg, cloud_msg, marker_array, object_msg
 
 
 def service_qos(depth: int) -> QoSProfile:
@@ -43,6 +43,19 @@ def service_qos(depth: int) -> QoSProfile:
         history=HistoryPolicy.KEEP_LAST,
         reliability=ReliabilityPolicy.RELIABLE,
         durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+CHANGES_HISTORY = 50
+
+
+def latched_history(depth: int) -> QoSProfile:
+    """RELIABLE + TRANSIENT_LOCAL: a subscriber that joins later gets the last `depth` messages."""
+    return QoSProfile(
+        depth=depth,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        reliability=ReliabilityPolicy.RELIABLE,
+        history=HistoryPolicy.KEEP_LAST,
     )
 
 
@@ -109,15 +122,13 @@ class GsSemanticNode(Node):
                 else (lambda m, k=key: self.on_image(k, m))
             )
             self.create_subscription(msg_type, topic, cb, qos, callback_group=sensors)
-        latched = QoSProfile(
-            depth=1,
-            durability=DurabilityPolicy.TRANSIENT_LOCAL,
-            reliability=ReliabilityPolicy.RELIABLE,
-            history=HistoryPolicy.KEEP_LAST,
-        )
+        latched = latched_history(1)
         self.pub_objects = self.create_publisher(ObjectArray, "~/objects", latched)
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", latched)
         self.pub_cloud = self.create_publisher(PointCloud2, "~/gaussians", latched)
+        # each change once, reliably; a late subscriber still gets the last CHANGES_HISTORY
+        self.pub_changes = self.create_publisher(ObjectChange, "~/changes", latched_history(CHANGES_HISTORY))
+        self.changes_seq = 0  # the last change published
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         srv_qos = service_qos(nc.service_depth)
         for srv_type, name, cb in (
@@ -247,6 +258,9 @@ class GsSemanticNode(Node):
             objs = list(snap.objects)
             self.pub_objects.publish(ObjectArray(header=h, objects=[object_msg(o) for o in objs]))
             self.pub_markers.publish(marker_array(objs, h))
+            for c in self.pipeline.changes(self.changes_seq):
+                self.pub_changes.publish(change_msg(c, self.cfg.node.map_frame))
+                self.changes_seq = c.seq
             if snap.arrays:
                 vocab = {c: i for i, c in enumerate(self.cfg.semantics.vocabulary)}
                 cls = {o.id: vocab.get(o.label, len(vocab)) for o in objs}

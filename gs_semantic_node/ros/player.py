@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -33,8 +34,9 @@ class BagPlayer(Node):
         # reliable + deep history: a replay should lose nothing (subscribers pick their own QoS)
         self.qos = QoSProfile(depth=200, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 
-    def play(self, progress=None, stop=lambda: False) -> int:
-        """Publish every message at rate x the recorded timing; returns the number published."""
+    def play(self, progress=None, stop=lambda: False, since: float = -np.inf, until: float = np.inf) -> int:
+        """Publish every message (recorded at `since` <= t < `until` s, when given) at rate x the
+        recorded timing; returns the number published."""
         n = 0
         with Reader(self.bag) as reader:
             conns = [c for cs in input_connections(reader.connections, self.cfg, with_gt=False).values() for c in cs]
@@ -43,7 +45,8 @@ class BagPlayer(Node):
                     self.pubs[c.topic] = self.create_publisher(_ros_type(c.msgtype), c.topic, self.qos)
             time.sleep(0.5)  # let discovery finish before the first frame
             t_bag0 = t_wall0 = None
-            for conn, t_ns, raw in reader.messages(connections=conns):
+            lo, hi = int(max(since, 0.0) * 1e9), int(min(until, 1e10) * 1e9)
+            for conn, t_ns, raw in reader.messages(connections=conns, start=lo, stop=hi):
                 if stop():
                     break
                 if t_bag0 is None:

@@ -89,9 +89,10 @@ def associate(
     stamp: float,
     areas: list[int] | None,
     cfg: SemanticsConfig,
+    reserved: set = frozenset(),
 ) -> list[int]:
-    """W (N, M+1) from lifting, embeddings (M, D): votes added, records created. Returns the object id
-    per mask (-1: it voted for none)."""
+    """W (N, M+1) from lifting, embeddings (M, D): votes added, records created (never in a `reserved`
+    column). Returns the object id per mask (-1: it voted for none)."""
     votes = gmap.state["votes"]
     K = votes.shape[1]
     Wm, Wb = W[:, 1:], W[:, 0]
@@ -125,7 +126,7 @@ def associate(
         best = int(np.argmax(sh))
         target = best if best in records and sh[best] >= cfg.assoc_overlap else None
         if target is None:
-            target = free_id(records, K)
+            target = free_id(records, K, reserved)
             if target is None:
                 assigned.append(-1)
                 continue

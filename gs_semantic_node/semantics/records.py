@@ -30,9 +30,9 @@ class ObjectRecord:
         del self.views[k:]
 
 
-def free_id(records: dict, K: int) -> int | None:
-    """The lowest vote column (object id) no record holds, None when all K are taken."""
+def free_id(records: dict, K: int, reserved: set = frozenset()) -> int | None:
+    """The lowest vote column (object id) no record holds nor is reserved, None when all K are taken."""
     for i in range(1, K):
-        if i not in records:
+        if i not in records and i not in reserved:
             return i
     return None

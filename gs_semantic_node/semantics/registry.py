@@ -16,6 +16,7 @@ from ..config import SemanticsConfig
 from ..mapping.gaussians import GaussianMap
 from ..types import SemanticObject
 from .association import assign, associate
+from .changes import ChangeTracker
 from .description import Labeller, describe
 from .records import BACKGROUND, ObjectRecord
 from .refinement import merge_duplicates, peel_support, smooth_labels, split_apart
@@ -30,19 +31,30 @@ class ObjectRegistry:
         self.labels = Labeller(cfg, embed_text)
         self.objects: list[SemanticObject] = []  # last refreshed, for readers
         self.keyframes = 0
+        self.changes = ChangeTracker(cfg)
+        self.due = False  # an object became reportable: readers should see it now, not at the next refresh
 
     def update(
         self, gmap: GaussianMap, W: torch.Tensor, embeddings: np.ndarray, stamp: float, areas: list[int] | None = None
     ) -> list[int]:
         """One keyframe's masks: W (N, M+1) from lifting, embeddings (M, D). The object id per mask (-1: none)."""
         self.keyframes += 1
-        return associate(self.records, gmap, W, embeddings, stamp, areas, self.cfg)
+        before = {i: r.n_masks for i, r in self.records.items()}
+        out = associate(self.records, gmap, W, embeddings, stamp, areas, self.cfg, self.changes.reserved())
+        k = self.cfg.min_object_masks
+        self.due |= any(r.n_masks >= k > before.get(i, 0) for i, r in self.records.items())
+        return out
 
     @torch.no_grad()
-    def refresh(self, gmap: GaussianMap, recompute: bool = True):
-        """Split / merge / smooth, then labels and boxes (only the latter with recompute=False: a
-        loaded map keeps its saved ids). Runs on a host snapshot."""
+    def refresh(self, gmap: GaussianMap, recompute: bool = True, stamp: float = 0.0):
+        """Objects free space took retired; split / merge / smooth, then labels and boxes (only the
+        latter with recompute=False: a loaded map keeps its saved ids); then moved and added objects
+        recognised (semantics/changes.py). Runs on a host snapshot."""
+        self.due = False
+        track = recompute and self.cfg.track_changes
         with gmap.lock:
+            if track:
+                self.changes.retire(self.records, gmap, stamp)
             if recompute:
                 assign(gmap)
                 split_apart(self.records, gmap, self.labels, self.cfg)
@@ -58,6 +70,8 @@ class ObjectRegistry:
                 snap["object_id"][orphan] = BACKGROUND
                 gmap.state["object_id"][torch.as_tensor(orphan, device=gmap.device)] = BACKGROUND
                 self.objects = self.describe(snap)
+            if track:
+                self.changes.update(self.objects, self.records, gmap, stamp)
 
     def describe(self, snap: dict, box_mode: str = "upright") -> list[SemanticObject]:
         return describe(snap, self.records, self.labels, self.cfg, box_mode)

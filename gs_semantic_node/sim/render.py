@@ -18,6 +18,7 @@ except Exception:  # pragma: no cover - torch builds without dynamo/triton
 import mujoco  # noqa: E402
 
 from ..types import Camera, Frame, OrientedBox  # noqa: E402
+from .changes import AWAY  # noqa: E402
 from .libero import visual_points  # noqa: E402
 from .scene import TABLE_HALF, TABLE_TOP, SceneSpec, scene_mjcf  # noqa: E402
 
@@ -109,9 +110,26 @@ class SceneRenderer:
                 if name.startswith("obj")
                 else 0
             )
+        self.rest_height = {
+            o.instance_id: float(self.model.body_pos[self._body(o.instance_id)][2]) for o in spec.objects
+        }
 
     def close(self):
         self.renderer.close()
+
+    def _body(self, instance_id: int) -> int:
+        return mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, f"obj{instance_id}")
+
+    def place(self, instance_id: int, xy: tuple | None, yaw: float = 0.0) -> None:
+        """Stand an object at xy with yaw on the table (at the height it rests at), or away (xy None):
+        the objects have no joints, so their bodies' poses are the model's."""
+        b = self._body(instance_id)
+        if xy is None:
+            self.model.body_pos[b] = AWAY
+        else:
+            self.model.body_pos[b] = [xy[0], xy[1], self.rest_height[instance_id]]
+            self.model.body_quat[b] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+        mujoco.mj_forward(self.model, self.data)
 
     def render(self, T_world_cam: np.ndarray, index: int = 0, stamp: float = 0.0) -> Frame:
         T_mj = T_world_cam[:3, :3] @ OPTICAL_TO_MJ
@@ -136,9 +154,12 @@ class SceneRenderer:
         return Frame(rgb, depth, self.camera, T_world_cam.copy(), stamp, index, inst)
 
     def gt_objects(self) -> list[GTObject]:
+        """The objects standing on the table now (not those kept away), then table and floor."""
         out = []
         m, d = self.model, self.data
         for o in self.spec.objects:
+            if self.model.body_pos[self._body(o.instance_id)][2] == AWAY[2]:
+                continue
             bid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, f"obj{o.instance_id}")
             Rb = d.xmat[bid].reshape(3, 3)
             corners = []

@@ -57,6 +57,19 @@ def test_quality_and_speed_bench_write_json(tmp_path):
     assert s["frames_per_s"] > 0 and s["gaussians"] > 0
 
 
+def test_changes_bench_scores_both_methods_per_kind(tmp_path):
+    argv = ["bench", "changes", "--seeds", "201", "--frames", "10", "--map-width", "96", "--map-height", "72"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    r = json.loads((tmp_path / "changes.json").read_text())
+    assert r["scene"]["changes"] == "mixed" and "oracle perception" in r["perception"]
+    for name in ("change handling", "no change handling"):
+        m = r["methods"][name]
+        assert set(m["per_kind"]) == {"moved", "removed", "added"}
+        assert set(m["overall"]) >= {"found_new", "ghost", "id_kept", "removed_forgotten", "keyframes_to_update_p90"}
+        assert m["keyframe_ms_mean"] > 0 and len(m["rows"]) == 3
+    assert (tmp_path / "sim_primitives_orbit_s201_f10_mixed" / "gt.json").exists()
+
+
 def test_device_benches_run_on_cpu(tmp_path):
     """The GPU benches' code paths (mapping, lifting, query latency, perception) at CPU sizes."""
     from gs_semantic_node.eval.perception import bench_perception

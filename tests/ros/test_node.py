@@ -7,17 +7,21 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("gs_semantic_msgs")
 
+from gs_semantic_node.sim.generate import load_gt  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
+CHANGE_SEED = 12  # a primitives scene whose removed object the demo parameters map before it goes
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def node_proc(small_sim, tmp_path):
+def launch(sim_dir: Path, tmp_path: Path) -> subprocess.Popen:
+    """The node on the demo parameters, oracle perception of `sim_dir`, logging to tmp_path/node.log."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     log = open(tmp_path / "node.log", "w")
     cmd = [
@@ -28,7 +32,7 @@ def node_proc(small_sim, tmp_path):
         "--params-file",
         str(ROOT / "config" / "tabletop_demo.yaml"),
         "-p",
-        f"perception.gt_path:={small_sim / 'gt.json'}",
+        f"perception.gt_path:={sim_dir / 'gt.json'}",
         "-p",
         f"node.map_dir:={tmp_path}",
         "-p",
@@ -36,7 +40,12 @@ def node_proc(small_sim, tmp_path):
         "-p",
         "mapper.iters_per_keyframe:=2",
     ]
-    p = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture
+def node_proc(small_sim, tmp_path):
+    p = launch(small_sim, tmp_path)
     yield p, tmp_path
     if p.poll() is None:
         p.kill()
@@ -414,3 +423,44 @@ def test_a_robot_bag_maps_offline_and_through_the_node_alike(tmp_path):
     finally:
         rclpy.try_shutdown()
         node.stop()
+
+
+def test_the_node_publishes_an_object_taken_away_on_its_changes_topic(tmp_path):
+    from gs_semantic_msgs.msg import ObjectChange
+    from gs_semantic_msgs.srv import ListObjects
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    from gs_semantic_node.ros.player import BagPlayer
+    from gs_semantic_node.sim.generate import SimConfig, generate
+
+    sim = generate(SimConfig(seed=CHANGE_SEED, frames=24, width=320, height=240, changes="removed"), tmp_path / "sim")
+    gone = load_gt(sim)["changes"][0]
+    proc = launch(sim, tmp_path)
+    rclpy.init()
+    n = rclpy.create_node("test_changes")
+    try:
+        got = []
+        qos = QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+        n.create_subscription(ObjectChange, "/gs_semantic/changes", got.append, qos)
+        lst = n.create_client(ListObjects, "/gs_semantic/list_objects")
+        assert lst.wait_for_service(timeout_sec=90), (tmp_path / "node.log").read_text()
+        player = BagPlayer(sim / "bag", rate=1.0)
+        player.play()
+        t_end = time.monotonic() + 300
+        while time.monotonic() < t_end and not any(m.kind == ObjectChange.REMOVED for m in got):
+            assert proc.poll() is None, (tmp_path / "node.log").read_text()[-3000:]
+            rclpy.spin_once(n, timeout_sec=0.5)
+        removed = [m for m in got if m.kind == ObjectChange.REMOVED]
+        assert removed, ([(m.kind, m.label) for m in got], (tmp_path / "node.log").read_text()[-3000:])
+        m = removed[0]
+        assert m.header.frame_id == "map" and m.has_old_box and not m.has_new_box
+        old = np.array([m.old_box_center.position.x, m.old_box_center.position.y, m.old_box_center.position.z])
+        assert np.linalg.norm(old - np.array(gone["old_obb"]["center"])) < 0.05  # where the taken object stood
+        ids = [o.id for o in call(n, lst, ListObjects.Request()).objects]
+        assert m.id not in ids
+        player.destroy_node()
+    finally:
+        n.destroy_node()
+        rclpy.try_shutdown()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

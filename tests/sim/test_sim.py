@@ -88,3 +88,26 @@ def test_rendering_then_optimizer_in_one_process():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
+
+
+def test_a_changing_scene_moves_removes_and_adds_at_its_frame(tmp_path):
+    from gs_semantic_node.semantics.boxes import box_iou
+
+    d = generate(SimConfig(seed=3, frames=8, width=96, height=72, changes="mixed"), tmp_path, progress=False)
+    gt = load_gt(d)
+    kinds = {c["kind"]: c for c in gt["changes"]}
+    assert set(kinds) == {"moved", "removed", "added"} and all(c["frame"] == 4 for c in gt["changes"])
+    before = {o["instance_id"]: o for o in gt["objects_before"]}
+    after = {o["instance_id"]: o for o in gt["objects"]}
+    mv, rm, ad = kinds["moved"], kinds["removed"], kinds["added"]
+    assert rm["instance_id"] in before and rm["instance_id"] not in after and rm["new_obb"] is None
+    assert ad["instance_id"] not in before and ad["instance_id"] in after and ad["old_obb"] is None
+    assert ad["class"] not in {o["class"] for o in gt["objects_before"]}
+    old, new = OrientedBox.from_dict(mv["old_obb"]), OrientedBox.from_dict(mv["new_obb"])
+    assert np.linalg.norm(old.center[:2] - new.center[:2]) > 0.05 and abs(old.center[2] - new.center[2]) < 1e-6
+    for o in gt["objects"]:  # the new places are free
+        if o["instance_id"] != mv["instance_id"] and not o["is_background"]:
+            assert box_iou(new, OrientedBox.from_dict(o["obb"])) == 0.0
+    seen = [set(np.unique(f.gt_instances)) for f in read_frames(d / "bag")]
+    assert all(ad["instance_id"] not in s for s in seen[:4]) and any(ad["instance_id"] in s for s in seen[4:])
+    assert all(rm["instance_id"] not in s for s in seen[4:]) and any(rm["instance_id"] in s for s in seen[:4])

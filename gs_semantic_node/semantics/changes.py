@@ -1,0 +1,169 @@
+"""Objects through changes of the scene: retired when free space takes their Gaussians, the same
+object again (its id kept) when it reappears elsewhere, added when it appears on mapped surface.
+
+The mapper removes the Gaussians that later views see through (Mapper.carve) and reports their
+object ids; an object that lost `retire_share` of its Gaussians that way is gone from where it was.
+Its record is kept aside (its vote column reserved) for `move_window` seconds: an object that appears
+meanwhile with an agreeing embedding and a similar size is that object moved, and takes its id back.
+Events (moved | removed | added) queue up for the node's `~/changes` topic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import SemanticsConfig
+from ..mapping.gaussians import GaussianMap
+from ..types import OrientedBox, SemanticObject
+from .records import BACKGROUND, ObjectRecord
+
+KINDS = ("moved", "removed", "added")
+
+
+@dataclass
+class ObjectChange:
+    id: int
+    label: str
+    kind: str  # moved | removed | added
+    old_box: OrientedBox | None
+    new_box: OrientedBox | None
+    stamp: float
+    seq: int = 0  # position in the pipeline's change log (readers keep the last they saw)
+
+
+@dataclass
+class Retired:
+    record: ObjectRecord
+    last: SemanticObject  # as it was last reported, where it stood
+    stamp: float
+
+
+class ChangeTracker:
+    def __init__(self, cfg: SemanticsConfig):
+        self.cfg = cfg
+        self.carved: dict[int, int] = {}  # object id -> its Gaussians free space removed
+        self.retired: dict[int, Retired] = {}
+        self.known: dict[int, SemanticObject] = {}  # last reported, by id
+        self.added: dict[int, float] = {}  # recently added object id -> stamp (a moved one may retire later)
+        self.events: list[ObjectChange] = []
+
+    def note_carved(self, ids: torch.Tensor) -> None:
+        if ids.numel() == 0:
+            return
+        u, c = torch.unique(ids.long(), return_counts=True)
+        for i, n in zip(u.tolist(), c.tolist()):
+            if i != BACKGROUND:
+                self.carved[i] = self.carved.get(i, 0) + n
+
+    def reserved(self) -> set[int]:
+        """Vote columns no new object may take: the retired ones that may come back."""
+        return set(self.retired)
+
+    @torch.no_grad()
+    def retire(self, records: dict, gmap: GaussianMap, stamp: float) -> list[int]:
+        """Objects whose Gaussians free space mostly took: their votes go, their records aside."""
+        out = []
+        ids = gmap.state["object_id"]
+        for i, n in list(self.carved.items()):
+            if i not in records:
+                del self.carved[i]
+                continue
+            left = int((ids == i).sum())
+            if n < self.cfg.retire_share * (n + left):
+                continue
+            del self.carved[i]
+            rec = records.pop(i)
+            gmap.state["votes"][:, i] = 0
+            out.append(i)
+            last = self.known.get(i)
+            if last is None:  # never reported: nothing a reader knew is gone
+                continue
+            self.retired[i] = Retired(rec, last, stamp)
+            self.events.append(ObjectChange(i, last.label, "removed", last.obb, None, stamp))
+        self._expire(stamp)
+        return out
+
+    def _expire(self, stamp: float) -> None:
+        keep = self.cfg.move_window
+        for i in [i for i, r in self.retired.items() if stamp - r.stamp > keep]:
+            del self.retired[i]
+        for i in [i for i, t in self.added.items() if stamp - t > keep]:
+            del self.added[i]
+        while len(self.retired) > self.cfg.max_retired:
+            del self.retired[min(self.retired, key=lambda k: self.retired[k].stamp)]
+
+    def same_object(self, new: SemanticObject, old: SemanticObject) -> bool:
+        """Agreeing embeddings, a similar size, and somewhere else."""
+        cfg = self.cfg
+        if new.embedding is None or old.embedding is None or new.obb is None or old.obb is None:
+            return False
+        if float(np.dot(new.embedding, old.embedding)) < cfg.move_min_similarity:
+            return False
+        a, b = np.sort(new.obb.size), np.sort(old.obb.size)
+        if np.any(np.maximum(a, b) > cfg.move_size_ratio * np.maximum(np.minimum(a, b), 1e-3)):
+            return False
+        return float(np.linalg.norm(new.obb.center - old.obb.center)) >= cfg.move_min_distance
+
+    @torch.no_grad()
+    def update(self, objects: list[SemanticObject], records: dict, gmap: GaussianMap, stamp: float) -> None:
+        """After a refresh: new objects that are retired ones moved take their ids back (in place, in
+        `objects`, `records` and the map); others on mapped surface are added."""
+        appeared = gmap.state["appeared"]
+        ids = gmap.state["object_id"]
+        things = [o for o in objects if not o.is_background]
+        for o in things:
+            if o.id in self.known or o.id in self.added:
+                continue
+            match = self._match(o, [r.last for r in self.retired.values()])
+            if match is not None:
+                old = self.retired.pop(match.id)
+                self._renumber(o, match.id, records, gmap, old.record)
+                self.events.append(ObjectChange(o.id, o.label, "moved", match.obb, o.obb, stamp))
+                continue
+            share = float(appeared[ids == o.id].mean()) if o.num_gaussians else 0.0
+            if self.known and share >= self.cfg.added_share:  # the first map has nothing to be added to
+                self.added[o.id] = stamp
+                self.events.append(ObjectChange(o.id, o.label, "added", None, o.obb, stamp))
+        # an object added a moment ago that matches one just retired is that one moved
+        for i in list(self.added):
+            o = next((x for x in things if x.id == i), None)
+            match = self._match(o, [r.last for r in self.retired.values() if r.stamp >= self.added[i]]) if o else None
+            if match is not None:
+                old = self.retired.pop(match.id)
+                del self.added[i]
+                self._renumber(o, match.id, records, gmap, old.record)
+                self.events.append(ObjectChange(o.id, o.label, "moved", match.obb, o.obb, stamp))
+        self.known = {o.id: o for o in objects}
+
+    def _match(self, o: SemanticObject, candidates: list[SemanticObject]) -> SemanticObject | None:
+        best, score = None, -1.0
+        for c in candidates:
+            if self.same_object(o, c):
+                s = float(np.dot(o.embedding, c.embedding))
+                if s > score:
+                    best, score = c, s
+        return best
+
+    def _renumber(
+        self, o: SemanticObject, old_id: int, records: dict, gmap: GaussianMap, old_rec: ObjectRecord
+    ) -> None:
+        """Object o takes the id it had before it moved: its vote column, record and Gaussians."""
+        new_id = o.id
+        votes = gmap.state["votes"]
+        votes[:, old_id] = votes[:, new_id]
+        votes[:, new_id] = 0
+        ids = gmap.state["object_id"]
+        ids[ids == new_id] = old_id
+        rec = records.pop(new_id)
+        rec.id = old_id
+        rec.views = sorted(rec.views + old_rec.views, key=lambda v: -v[0])[: self.cfg.top_k_views]
+        rec.n_masks += old_rec.n_masks
+        records[old_id] = rec
+        o.id = old_id
+
+    def drain(self) -> list[ObjectChange]:
+        out, self.events = self.events, []
+        return out

@@ -1,0 +1,83 @@
+"""Free space: what later views see through goes; what they cannot see (occluded, a depth hole) stays."""
+
+import numpy as np
+import torch
+from builders import plane_frame
+
+from gs_semantic_node.config import MapperConfig
+from gs_semantic_node.mapping.mapper import Mapper
+from gs_semantic_node.types import Frame
+
+PLANE = 1.5
+
+
+def box_in_front(x: float, z: float = PLANE - 0.3) -> Frame:
+    """The plane with a box standing in front of it, seen from a camera moved x along its x axis."""
+    f = plane_frame(x, PLANE)
+    du = int(round(f.camera.fx * x / z))  # the box stays where it is in the map
+    f.depth[20:40, 30 - du : 50 - du] = z
+    f.rgb[20:40, 30 - du : 50 - du] = [30, 30, 200]
+    return f
+
+
+def mapped(first: Frame) -> Mapper:
+    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=2, device="cpu"), seed=0)
+    m.integrate(first)
+    return m
+
+
+def near(m: Mapper, z: float, band: float = 0.05) -> int:
+    return int(((m.map.means.detach()[:, 2] - z).abs() < band).sum())
+
+
+def test_an_object_taken_away_is_carved_and_the_plane_behind_it_seeded():
+    m = mapped(box_in_front(0.0))
+    assert near(m, PLANE - 0.3) > 20
+    before_plane = near(m, PLANE)
+    m.integrate(plane_frame(0.06, PLANE))  # one view that sees through it: evidence, not yet proof
+    assert near(m, PLANE - 0.3) > 20
+    m.integrate(plane_frame(0.12, PLANE))
+    assert near(m, PLANE - 0.3) == 0
+    assert near(m, PLANE) > before_plane  # the surface it hid was seeded
+    assert len(m.carved) > 20 and m.carved.dtype == torch.int32
+
+
+def test_what_is_occluded_or_on_a_depth_hole_keeps_its_gaussians():
+    m = mapped(plane_frame(0.0, 2.5))  # a far wall, then a nearer one hides it
+    far = near(m, 2.5)
+    for x in (0.06, 0.12, 0.18):
+        m.integrate(plane_frame(x, PLANE))
+    assert near(m, 2.5) == far
+
+    m = mapped(box_in_front(0.0))
+    kept = near(m, PLANE - 0.3)
+    for x in (0.06, 0.12, 0.18):
+        f = plane_frame(x, PLANE)
+        f.depth[15:45, 25:55] = 0  # no depth where the box stood: the sensor says nothing there
+        m.integrate(f)
+    assert near(m, PLANE - 0.3) == kept
+
+
+def test_a_view_that_sees_a_gaussian_where_it_is_clears_its_evidence():
+    m = mapped(box_in_front(0.0))
+    n = near(m, PLANE - 0.3)
+    for i in range(4):  # through it, on it, through it, on it: never two in a row
+        m.integrate(plane_frame(0.06 * (i + 1), PLANE) if i % 2 == 0 else box_in_front(0.06 * (i + 1)))
+    assert near(m, PLANE - 0.3) >= 0.8 * n
+
+
+def test_the_rim_of_an_object_in_place_is_not_seen_through():
+    m = mapped(box_in_front(0.0))
+    n = near(m, PLANE - 0.3)
+    for x in (0.06, 0.12, 0.18, 0.24):  # the box still there, seen from a little aside
+        m.integrate(box_in_front(x))
+    assert near(m, PLANE - 0.3) >= 0.9 * n
+
+
+def test_carving_off_keeps_everything():
+    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=2, device="cpu", free_space_carving=False))
+    m.integrate(box_in_front(0.0))
+    n = near(m, PLANE - 0.3)
+    for x in (0.06, 0.12):
+        m.integrate(plane_frame(x, PLANE))
+    assert near(m, PLANE - 0.3) == n and np.asarray(m.carved).size == 0

@@ -1,0 +1,81 @@
+"""Objects through scene changes: retired when free space takes them, the same id when they reappear
+elsewhere, added when they appear on mapped surface."""
+
+import numpy as np
+import torch
+
+from gs_semantic_node.config import SemanticsConfig
+from gs_semantic_node.mapping.gaussians import GaussianMap
+from gs_semantic_node.semantics.changes import ChangeTracker
+from gs_semantic_node.semantics.records import ObjectRecord, free_id
+from gs_semantic_node.types import OrientedBox, SemanticObject
+
+
+def unit(v):
+    v = np.asarray(v, np.float32)
+    return v / np.linalg.norm(v)
+
+
+MUG, BOOK = unit([1, 0.1, 0]), unit([0, 1, 0.2])
+
+
+def obj(i, label, emb, center, size=(0.1, 0.1, 0.1), n=40):
+    box = OrientedBox(np.asarray(center, float), np.eye(3), np.asarray(size, float))
+    return SemanticObject(i, label, 0.9, obb=box, embedding=emb, num_gaussians=n)
+
+
+def world(ids: list[int], appeared: float = 0.0) -> GaussianMap:
+    g = GaussianMap(4, "cpu", max_objects=8)
+    n = len(ids)
+    g.append(torch.rand(n, 3), torch.rand(n, 3), torch.full((n, 3), 0.01))
+    g.state["object_id"] = torch.tensor(ids, dtype=torch.int32)
+    g.state["votes"][torch.arange(n), torch.tensor(ids)] = 1.0
+    g.state["appeared"][:] = appeared
+    return g
+
+
+def test_a_moved_object_is_retired_then_found_elsewhere_with_its_id():
+    cfg = SemanticsConfig()
+    t = ChangeTracker(cfg)
+    records = {1: ObjectRecord(1, [(5.0, MUG)]), 2: ObjectRecord(2, [(5.0, BOOK)])}
+    t.update([obj(1, "mug", MUG, [0, 0, 0.8]), obj(2, "book", BOOK, [0.3, 0, 0.8])], records, world([1] * 10), 1.0)
+    g = world([1] * 10 + [2] * 40)  # the mug lost 30 of its 40 Gaussians to free space
+    t.note_carved(torch.full((30,), 1, dtype=torch.int32))
+    assert t.retire(records, g, 2.0) == [1]
+    assert 1 not in records and float(g.state["votes"][:, 1].sum()) == 0 and 2 in records
+    assert free_id(records, 8, t.reserved()) == 3  # its id waits for it
+    # a mug appears 40 cm away, founded as object 3
+    records[3] = ObjectRecord(3, [(4.0, MUG)])
+    g = world([2] * 40 + [3] * 30, appeared=1.0)
+    moved = obj(3, "mug", unit(MUG + 0.05), [0.4, 0.2, 0.8], (0.11, 0.1, 0.09))
+    objs = [obj(2, "book", BOOK, [0.3, 0, 0.8]), moved]
+    t.update(objs, records, g, 3.0)
+    assert moved.id == 1 and 1 in records and 3 not in records and records[1].id == 1
+    assert int((g.state["object_id"] == 1).sum()) == 30 and float(g.state["votes"][:, 3].sum()) == 0
+    ev = [(e.kind, e.id) for e in t.drain()]
+    assert ev == [("removed", 1), ("moved", 1)]
+    assert t.drain() == []
+
+
+def test_an_object_put_on_mapped_surface_is_added_and_a_different_one_is_not_the_moved_one():
+    cfg = SemanticsConfig()
+    t = ChangeTracker(cfg)
+    records = {1: ObjectRecord(1, [(5.0, MUG)])}
+    t.update([obj(1, "mug", MUG, [0, 0, 0.8])], records, world([1] * 40), 1.0)
+    t.note_carved(torch.full((40,), 1, dtype=torch.int32))
+    t.retire(records, world([0] * 5), 2.0)
+    records[2] = ObjectRecord(2, [(4.0, BOOK)])
+    book = obj(2, "book", BOOK, [0.4, 0.2, 0.8], (0.2, 0.15, 0.04))
+    t.update([book], records, world([2] * 30, appeared=1.0), 3.0)
+    assert book.id == 2
+    assert [(e.kind, e.id) for e in t.drain()] == [("removed", 1), ("added", 2)]
+
+
+def test_a_first_sighting_is_no_change_and_a_few_floaters_do_not_retire_an_object():
+    cfg = SemanticsConfig()
+    t = ChangeTracker(cfg)
+    records = {1: ObjectRecord(1, [(5.0, MUG)])}
+    t.update([obj(1, "mug", MUG, [0, 0, 0.8])], records, world([1] * 40, appeared=1.0), 1.0)
+    t.note_carved(torch.full((5,), 1, dtype=torch.int32))
+    assert t.retire(records, world([1] * 40), 2.0) == [] and 1 in records
+    assert t.drain() == []
