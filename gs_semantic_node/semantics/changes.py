@@ -20,8 +20,6 @@ from ..mapping.gaussians import GaussianMap
 from ..types import OrientedBox, SemanticObject
 from .records import BACKGROUND, ObjectRecord
 
-KINDS = ("moved", "removed", "added")
-
 
 @dataclass
 class ObjectChange:
