@@ -117,9 +117,7 @@ class ChangeTracker:
                 continue
             match = self._match(o, [r.last for r in self.retired.values()])
             if match is not None:
-                old = self.retired.pop(match.id)
-                self._renumber(o, match.id, records, gmap, old.record)
-                self.events.append(ObjectChange(o.id, o.label, "moved", match.obb, o.obb, stamp))
+                self._moved(o, match, records, gmap, stamp)
                 continue
             share = float(appeared[ids == o.id].mean()) if o.num_gaussians else 0.0
             if self.known and share >= self.cfg.added_share:  # the first map has nothing to be added to
@@ -130,11 +128,15 @@ class ChangeTracker:
             o = next((x for x in things if x.id == i), None)
             match = self._match(o, [r.last for r in self.retired.values() if r.stamp >= self.added[i]]) if o else None
             if match is not None:
-                old = self.retired.pop(match.id)
                 del self.added[i]
-                self._renumber(o, match.id, records, gmap, old.record)
-                self.events.append(ObjectChange(o.id, o.label, "moved", match.obb, o.obb, stamp))
+                self._moved(o, match, records, gmap, stamp)
         self.known = {o.id: o for o in objects}
+
+    def _moved(self, o: SemanticObject, was: SemanticObject, records: dict, gmap: GaussianMap, stamp: float):
+        """o is the retired object `was`, moved: it takes its id back, and the move is announced."""
+        old = self.retired.pop(was.id)
+        self._renumber(o, was.id, records, gmap, old.record)
+        self.events.append(ObjectChange(o.id, o.label, "moved", was.obb, o.obb, stamp))
 
     def _match(self, o: SemanticObject, candidates: list[SemanticObject]) -> SemanticObject | None:
         best, score = None, -1.0
