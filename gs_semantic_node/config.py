@@ -105,20 +105,24 @@ class MapperConfig:
     min_depth: float = 0.1
     max_depth: float = 6.0
     seed_stride: int = 2  # seed one Gaussian per stride x stride pixels
+    # ... and per seed_stride_front^2 where surface stands in front of mapped surface: an object put down,
+    # or a small one first told apart from the table, reaches min_object_gaussians from its first view
+    seed_stride_front: int = 1
     seed_alpha: float = 0.5  # seed where the map's silhouette is below this
     seed_depth_error: float = 0.05  # ... or where observed depth is closer by this fraction
-    # ... or by this much (m, 0: off): 5 % of a metre let a small object stand on the table unseeded, drawn
-    # by the table's Gaussians. Off by default: it splits an apple in the demo scene and lets a real
-    # sensor's depth noise seed surface in front of surface (bench/RESULTS.md, "Semantic quality beyond
-    # the primitives")
-    seed_depth_margin: float = 0.0
+    # ... or closer than the map's nearest surface around the pixel by seed_depth_margin (m, 0: off) + 3 x
+    # the sensor's noise (depth_noise): 5 % of a metre lets a small object stand on the table (put down
+    # there, or never seen apart from it) unseeded, drawn by the table's Gaussians. The nearest rendered
+    # depth of the 3x3 pixels, not the pixel's: at a rim the render blends an object with what lies
+    # behind it, and seeding there doubled objects (bench/RESULTS.md, "Semantic quality beyond the primitives")
+    seed_depth_margin: float = 0.015
+    depth_noise: float = 0.0025  # the depth sensor's noise: its std per m of depth squared
     # Free space: a Gaussian that views see through (the observed depth clearly behind it) gathers
     # evidence of being gone and is removed after free_space_views such views (Mapper.carve); one seen
-    # where it is loses its evidence. "Clearly": by free_space_margin + 3 x the sensor's noise (its std
-    # per m of depth squared), behind even the nearest depth of its 3x3 pixels.
+    # where it is loses its evidence. "Clearly": by free_space_margin + 3 x depth_noise x depth^2, behind
+    # even the nearest depth of its 3x3 pixels.
     free_space_carving: bool = True
     free_space_margin: float = 0.02  # m
-    free_space_noise: float = 0.0025
     free_space_views: int = 2
     seed_surfels: bool = True  # seed flat discs in the depth map's tangent plane (Mapper._surfels)
     surfel_thickness: float = 0.2  # disc thickness / in-plane scale

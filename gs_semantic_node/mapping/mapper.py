@@ -272,7 +272,7 @@ class Mapper:
         far = torch.where(D > 0, D, torch.full_like(D, float("inf")))
         nearest = -F.max_pool2d(-far[None, None], 3, 1, padding=1)[0, 0]
         d_pix, d_near = D[vi, ui], nearest[vi, ui]
-        margin = cfg.free_space_margin + 3 * cfg.free_space_noise * z**2
+        margin = cfg.free_space_margin + 3 * cfg.depth_noise * z**2
         through = inside & (d_pix > 0) & torch.isfinite(d_near) & (d_near > z + margin)
         seen = inside & (d_pix > 0) & ((d_pix - z).abs() <= margin)
         ev = self.map.state["free_evidence"]
@@ -292,23 +292,26 @@ class Mapper:
         if len(self.map) > 0:
             out = self.render(kf, detach_geometry=True)
             front = out.depth * (1 - cfg.seed_depth_error)
-            if cfg.seed_depth_margin > 0:
-                front = torch.maximum(front, out.depth - cfg.seed_depth_margin)
-            wrong = kf.depth < front
             unseen = out.alpha < cfg.seed_alpha
+            if cfg.seed_depth_margin > 0:
+                drawn = torch.where(unseen, torch.full_like(out.depth, float("inf")), out.depth)
+                nearest = -F.max_pool2d(-drawn[None, None], 3, 1, padding=1)[0, 0]
+                tol = cfg.seed_depth_margin + 3 * cfg.depth_noise * kf.depth**2
+                front = torch.maximum(front, nearest - tol)
+            wrong = kf.depth < front
             need = valid & (unseen | wrong)
         else:
             unseen = need = valid
-        s = max(1, cfg.seed_stride)
-        grid = torch.zeros_like(need)
-        grid[s // 2 :: s, s // 2 :: s] = True
-        need &= grid
+        need &= self._seed_grid(need.shape, cfg.seed_stride) | (
+            self._seed_grid(need.shape, cfg.seed_stride_front) & ~unseen
+        )
         P = backproject(kf.depth, kf.camera, kf.T_world_cam)
         pts = P[need]
         if pts.shape[0] == 0:
             return 0
         d = kf.depth[need]
-        base = (d * s / (0.5 * (kf.camera.fx + kf.camera.fy)) * 0.6).clamp(min=1e-4)
+        stride = torch.where(unseen[need], max(1, cfg.seed_stride), max(1, cfg.seed_stride_front))
+        base = (d * stride / (0.5 * (kf.camera.fx + kf.camera.fy)) * 0.6).clamp(min=1e-4)
         scales = base[:, None].repeat(1, 3)
         quats = None
         if cfg.seed_surfels:
@@ -321,6 +324,12 @@ class Mapper:
             new[-pts.shape[0] :] = True
             merge_in_voxels(self.map, self.resolution, new)
         return int(pts.shape[0])
+
+    def _seed_grid(self, shape, stride: int) -> torch.Tensor:
+        s = max(1, stride)
+        grid = torch.zeros(shape, dtype=torch.bool, device=self.device)
+        grid[s // 2 :: s, s // 2 :: s] = True
+        return grid
 
     def _surfels(
         self, kf: Keyframe, P: torch.Tensor, need: torch.Tensor, base: torch.Tensor

@@ -123,10 +123,11 @@ class ChangeTracker:
             if self.known and share >= self.cfg.added_share:  # the first map has nothing to be added to
                 self.added[o.id] = stamp
                 self.events.append(ObjectChange(o.id, o.label, "added", None, o.obb, stamp))
-        # an object added a moment ago that matches one just retired is that one moved
+        # an object added a moment ago that now matches a retired one is that one moved: retired after it
+        # was seen at its new place, or first reported there from a view or two (a partial box)
         for i in list(self.added):
             o = next((x for x in things if x.id == i), None)
-            match = self._match(o, [r.last for r in self.retired.values() if r.stamp >= self.added[i]]) if o else None
+            match = self._match(o, [r.last for r in self.retired.values()]) if o else None
             if match is not None:
                 del self.added[i]
                 self._moved(o, match, records, gmap, stamp)

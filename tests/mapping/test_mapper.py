@@ -22,14 +22,35 @@ def test_seeding_reproduces_the_depth_surface():
 
 @pytest.mark.parametrize("margin", [0.0, 0.015])
 def test_a_small_object_on_a_mapped_surface_gets_its_own_gaussians(margin):
-    """An object 3 cm tall stands where the map already has the table: under 5 % of a metre, only an
-    absolute margin (mapper.seed_depth_margin) seeds it."""
+    """An object 3 cm tall stands where the map already has the table: under 5 % of a metre, only the
+    absolute margin (mapper.seed_depth_margin, on by default) seeds it."""
     m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0, seed_depth_margin=margin))
     m.integrate(plane_frame(d=1.0))
     f = plane_frame(d=1.0)
     f.depth[20:30, 50:60] = 0.97  # put down after the first view
     n = m.seed(m.prepare(f))
-    assert n == (25 if margin else 0)  # one seed per 2 x 2 pixels of the object
+    assert n == (100 if margin else 0)  # one seed per pixel of the object (mapper.seed_stride_front)
+
+
+def test_no_seeds_at_a_mapped_rim_or_within_the_depth_noise():
+    """At a mapped object's rim the render blends it with the table behind: a rendered depth behind the
+    observed one there is no surface in front (the nearest rendered depth around the pixel is the object's).
+    Nor is a surface a few millimetres off, inside the sensor's noise."""
+    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0))
+    f = plane_frame(d=1.0)
+    f.depth[20:30, 50:60] = 0.8
+    m.integrate(f)
+    g = plane_frame(d=1.0)
+    g.depth[20:30, 50:60] = 0.8  # the same view again: nothing new
+    kf = m.prepare(g)
+    out = m.render(kf, detach_geometry=True)
+    tol = m.cfg.seed_depth_margin + 3 * m.cfg.depth_noise * kf.depth**2
+    assert int(((out.depth - kf.depth > tol) & (out.alpha >= m.cfg.seed_alpha)).sum()) > 10  # a per-pixel test
+    assert m.seed(kf) < 3  # would seed the rim
+    h = m.prepare(plane_frame(d=1.0))
+    h.depth -= 0.004  # 4 mm: within 1.5 cm + 3 x the noise
+    h.depth[20:30, 50:60] = 0.8
+    assert m.seed(h) < 3
 
 
 def test_optimisation_lowers_the_loss():

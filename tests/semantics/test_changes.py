@@ -34,6 +34,16 @@ def world(ids: list[int], appeared: float = 0.0) -> GaussianMap:
     return g
 
 
+def mug_taken_away() -> tuple[ChangeTracker, dict]:
+    """A tracker that reported a mug (object 1), then saw free space take all of it."""
+    t = ChangeTracker(SemanticsConfig())
+    records = {1: ObjectRecord(1, [(5.0, MUG)])}
+    t.update([obj(1, "mug", MUG, [0, 0, 0.8])], records, world([1] * 40), 1.0)
+    t.note_carved(torch.full((40,), 1, dtype=torch.int32))
+    t.retire(records, world([0] * 5), 2.0)
+    return t, records
+
+
 def test_a_moved_object_is_retired_then_found_elsewhere_with_its_id():
     cfg = SemanticsConfig()
     t = ChangeTracker(cfg)
@@ -58,12 +68,7 @@ def test_a_moved_object_is_retired_then_found_elsewhere_with_its_id():
 
 
 def test_an_object_put_on_mapped_surface_is_added_and_a_different_one_is_not_the_moved_one():
-    cfg = SemanticsConfig()
-    t = ChangeTracker(cfg)
-    records = {1: ObjectRecord(1, [(5.0, MUG)])}
-    t.update([obj(1, "mug", MUG, [0, 0, 0.8])], records, world([1] * 40), 1.0)
-    t.note_carved(torch.full((40,), 1, dtype=torch.int32))
-    t.retire(records, world([0] * 5), 2.0)
+    t, records = mug_taken_away()
     records[2] = ObjectRecord(2, [(4.0, BOOK)])
     book = obj(2, "book", BOOK, [0.4, 0.2, 0.8], (0.2, 0.15, 0.04))
     t.update([book], records, world([2] * 30, appeared=1.0), 3.0)
@@ -79,3 +84,16 @@ def test_a_first_sighting_is_no_change_and_a_few_floaters_do_not_retire_an_objec
     t.note_carved(torch.full((5,), 1, dtype=torch.int32))
     assert t.retire(records, world([1] * 40), 2.0) == [] and 1 in records
     assert t.drain() == []
+
+
+def test_a_moved_object_first_seen_partly_is_added_then_recognised_once_its_box_grows():
+    t, records = mug_taken_away()
+    records[3] = ObjectRecord(3, [(4.0, MUG)])
+    g = world([3] * 30, appeared=1.0)
+    partly = obj(3, "mug", MUG, [0.4, 0.2, 0.8], (0.1, 0.03, 0.1))  # one view: its front face only
+    t.update([partly], records, g, 3.0)
+    assert partly.id == 3
+    whole = obj(3, "mug", MUG, [0.4, 0.2, 0.8], (0.1, 0.09, 0.1))  # seen round
+    t.update([whole], records, g, 4.0)
+    assert whole.id == 1 and 1 in records and int((g.state["object_id"] == 1).sum()) == 30
+    assert [(e.kind, e.id) for e in t.drain()] == [("removed", 1), ("added", 3), ("moved", 1)]
