@@ -198,6 +198,9 @@ class SemanticsConfig:
     stuff_classes: list = field(default_factory=lambda: list(STUFF_CLASSES))
     label_temperature: float = 0.03
     background_prior: float = 0.02  # vote share a Gaussian needs before it leaves "background"
+    # a stuff object's (table, floor) votes count this much against a thing's on one Gaussian: a surface's
+    # mask often covers what stands on it (SAM's whole-surface level, or a small object merged into it)
+    stuff_vote_weight: float = 0.5
     smooth_k: int = 8
     smooth_iters: int = 2
     smooth_color_scale: float = 0.05  # neighbours' votes weigh exp(-|rgb difference|^2 / this)

@@ -92,7 +92,7 @@ def associate(
     reserved: set = frozenset(),
 ) -> list[int]:
     """W (N, M+1) from lifting, embeddings (M, D): votes added, records created (never in a `reserved`
-    column). Returns the object id per mask (-1: it voted for none)."""
+    column); `assign` then turns the votes into ids. Returns the object id per mask (-1: it voted for none)."""
     votes = gmap.state["votes"]
     K = votes.shape[1]
     Wm, Wb = W[:, 1:], W[:, 0]
@@ -140,14 +140,18 @@ def associate(
         votes[:, target] += Wm[:, m]
         assigned.append(target)
     votes[:, BACKGROUND] += Wb * cfg.background_prior
-    assign(gmap)
     return assigned
 
 
 @torch.no_grad()
-def assign(gmap: GaussianMap):
-    """Every Gaussian -> the object with most of its votes (BACKGROUND when none), and that share."""
+def assign(gmap: GaussianMap, stuff: list[int] = (), stuff_weight: float = 1.0):
+    """Every Gaussian -> the object with most of its votes (BACKGROUND when none), and that share; the
+    votes of the `stuff` columns count stuff_weight each."""
     votes = gmap.state["votes"]
+    if len(stuff) and stuff_weight != 1.0:
+        scale = torch.ones(votes.shape[1], dtype=votes.dtype, device=votes.device)
+        scale[torch.as_tensor(list(stuff), device=votes.device)] = stuff_weight
+        votes = votes * scale
     total = votes.sum(1)
     best = votes.max(1)
     ids = best.indices.to(torch.int32)

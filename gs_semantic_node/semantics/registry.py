@@ -41,6 +41,7 @@ class ObjectRegistry:
         self.keyframes += 1
         before = {i: r.n_masks for i, r in self.records.items()}
         out = associate(self.records, gmap, W, embeddings, stamp, areas, self.cfg, self.changes.reserved())
+        self.assign(gmap)
         k = self.cfg.min_object_masks
         self.due |= any(r.n_masks >= k > before.get(i, 0) for i, r in self.records.items())
         return out
@@ -56,10 +57,10 @@ class ObjectRegistry:
             if track:
                 self.changes.retire(self.records, gmap, stamp)
             if recompute:
-                assign(gmap)
+                self.assign(gmap)
                 split_apart(self.records, gmap, self.labels, self.cfg)
                 merge_duplicates(self.records, gmap, self.labels, self.cfg)
-                assign(gmap)
+                self.assign(gmap)
                 smooth_labels(gmap, self.cfg)
                 peel_support(self.records, gmap, self.labels, self.cfg)
             snap = gmap.snapshot()
@@ -72,6 +73,11 @@ class ObjectRegistry:
                 self.objects = self.describe(snap)
             if track:
                 self.changes.update(self.objects, self.records, gmap, stamp)
+
+    def assign(self, gmap: GaussianMap):
+        w = self.cfg.stuff_vote_weight
+        stuff = [o for o, r in self.records.items() if self.labels.is_stuff(r)] if w != 1.0 else []
+        assign(gmap, stuff, w)
 
     def describe(self, snap: dict, box_mode: str = "upright") -> list[SemanticObject]:
         return describe(snap, self.records, self.labels, self.cfg, box_mode)

@@ -98,7 +98,7 @@ def table_with_things(centres, seed=0):
     return m, pts, owner, rng
 
 
-def registry_with(records: list, merge_vote_cosine: float = 0.3):
+def registry_with(records: list, merge_vote_cosine: float = 0.3, stuff_vote_weight: float = 0.5):
     from gs_semantic_node.semantics.registry import ObjectRecord
 
     e = np.eye(4, dtype=np.float32)
@@ -106,7 +106,8 @@ def registry_with(records: list, merge_vote_cosine: float = 0.3):
     def vocab(texts):
         return np.stack([e[0] if t == "table" else e[3] for t in texts])
 
-    reg = ObjectRegistry(SemanticsConfig(merge_vote_cosine=merge_vote_cosine), embed_text=vocab)
+    cfg = SemanticsConfig(merge_vote_cosine=merge_vote_cosine, stuff_vote_weight=stuff_vote_weight)
+    reg = ObjectRegistry(cfg, embed_text=vocab)
     for oid, emb, n in records:
         reg.records[oid] = ObjectRecord(oid, [(1.0, emb)], 0.0, n)
     return reg
@@ -124,7 +125,8 @@ def test_a_thing_read_as_two_classes_is_still_one_object(vote_merge):
     for k in (2, 3):
         votes[torch.as_tensor(on_thing), k] = torch.as_tensor(rng.uniform(2, 4, on_thing.sum()), dtype=torch.float32)
     e = np.eye(4, dtype=np.float32)
-    reg = registry_with([(1, e[0], 30), (2, e[1], 10), (3, e[2], 7)], 0.3 if vote_merge else 1.1)
+    # the table's votes counted in full: the vote merge alone (a discounted table would let each record win)
+    reg = registry_with([(1, e[0], 30), (2, e[1], 10), (3, e[2], 7)], 0.3 if vote_merge else 1.1, 1.0)
     reg.refresh(m)
     things = [o for o in reg.objects if not o.is_background]
     ids = m.state["object_id"].numpy()
@@ -132,6 +134,32 @@ def test_a_thing_read_as_two_classes_is_still_one_object(vote_merge):
         above = on_thing & (pts[:, 2] > 0.005)  # (its base in the table joins it)
         assert len(things) == 1 and (ids[above] == things[0].id).all() and (ids[~on_thing] == 1).all()
         assert reg.records[things[0].id].n_masks == 17
+    else:
+        assert not things and (ids == 1).all()  # the failure this guards against
+
+
+@pytest.mark.parametrize("weight", [1.0, 0.25])
+def test_a_surface_mask_covering_a_thing_counts_less_than_the_things_own(weight):
+    """A small thing put down on the table: the table's masks covered it in more views (it merged into
+    them) than its own masks did. With a surface's votes discounted it is its own object at once, and
+    the table Gaussians its masks bled onto stay the table's."""
+    m, pts, owner, rng = table_with_things([(0.0, 0.0)])
+    on_thing = owner == 1
+    votes = m.state["votes"]
+    votes[:, 1] = 5.0  # table masks over everything
+    votes[torch.as_tensor(on_thing), 2] = 2.0
+    bleed = (owner == 0) & (np.abs(pts[:, :2]).max(1) < 0.06)
+    votes[torch.as_tensor(bleed), 2] = 1.0
+    e = np.eye(4, dtype=np.float32)
+    reg = registry_with([(1, e[0], 30), (2, e[1], 2)], stuff_vote_weight=weight)
+    reg.refresh(m)
+    ids = m.state["object_id"].numpy()
+    assert (ids[owner == 0] == 1).all()
+    things = [o for o in reg.objects if not o.is_background]
+    if weight < 1:
+        above = on_thing & (pts[:, 2] > 0.005)  # (its base in the table joins it)
+        assert len(things) == 1 and things[0].id == 2 and (ids[above] == 2).all()
+        assert things[0].obb.size[:2].max() < 0.06  # the bleed did not widen it
     else:
         assert not things and (ids == 1).all()  # the failure this guards against
 
