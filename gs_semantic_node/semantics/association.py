@@ -9,6 +9,8 @@ into one object id per Gaussian.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -144,7 +146,7 @@ def associate(
 
 
 @torch.no_grad()
-def assign(gmap: GaussianMap, stuff: list[int] = (), stuff_weight: float = 1.0):
+def assign(gmap: GaussianMap, stuff: Sequence[int] = (), stuff_weight: float = 1.0):
     """Every Gaussian -> the object with most of its votes (BACKGROUND when none), and that share; the
     votes of the `stuff` columns count stuff_weight each."""
     votes = gmap.state["votes"]

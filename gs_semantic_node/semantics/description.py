@@ -39,10 +39,13 @@ class Labeller:
     def is_stuff(self, rec: ObjectRecord) -> bool:
         return self.classify(rec.embedding())[0] in self.cfg.stuff_classes
 
+    def stuff_ids(self, records: dict[int, ObjectRecord]) -> list[int]:
+        """The objects labelled as stuff (table, floor, ...)."""
+        return [o for o, r in records.items() if self.is_stuff(r)]
+
     def stuff_mask(self, ids: np.ndarray, records: dict[int, ObjectRecord]) -> np.ndarray:
-        """Gaussians of the background or of an object labelled as stuff (table, floor, ...)."""
-        stuff_ids = [BACKGROUND] + [o for o, r in records.items() if self.is_stuff(r)]
-        return np.isin(ids, stuff_ids)
+        """Gaussians of the background or of an object labelled as stuff."""
+        return np.isin(ids, [BACKGROUND, *self.stuff_ids(records)])
 
 
 def support_height(

@@ -76,8 +76,7 @@ class ObjectRegistry:
 
     def assign(self, gmap: GaussianMap):
         w = self.cfg.stuff_vote_weight
-        stuff = [o for o, r in self.records.items() if self.labels.is_stuff(r)] if w != 1.0 else []
-        assign(gmap, stuff, w)
+        assign(gmap, self.labels.stuff_ids(self.records) if w != 1.0 else [], w)
 
     def describe(self, snap: dict, box_mode: str = "upright") -> list[SemanticObject]:
         return describe(snap, self.records, self.labels, self.cfg, box_mode)

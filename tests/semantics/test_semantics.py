@@ -98,7 +98,7 @@ def table_with_things(centres, seed=0):
     return m, pts, owner, rng
 
 
-def registry_with(records: list, merge_vote_cosine: float = 0.3, stuff_vote_weight: float = 0.5):
+def registry_with(records: list, merge_vote_cosine: float = 0.3, stuff_vote_weight: float | None = None):
     from gs_semantic_node.semantics.registry import ObjectRecord
 
     e = np.eye(4, dtype=np.float32)
@@ -106,7 +106,9 @@ def registry_with(records: list, merge_vote_cosine: float = 0.3, stuff_vote_weig
     def vocab(texts):
         return np.stack([e[0] if t == "table" else e[3] for t in texts])
 
-    cfg = SemanticsConfig(merge_vote_cosine=merge_vote_cosine, stuff_vote_weight=stuff_vote_weight)
+    cfg = SemanticsConfig(merge_vote_cosine=merge_vote_cosine)
+    if stuff_vote_weight is not None:
+        cfg.stuff_vote_weight = stuff_vote_weight
     reg = ObjectRegistry(cfg, embed_text=vocab)
     for oid, emb, n in records:
         reg.records[oid] = ObjectRecord(oid, [(1.0, emb)], 0.0, n)
