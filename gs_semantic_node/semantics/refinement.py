@@ -38,12 +38,17 @@ def split_apart(records: dict, gmap: GaussianMap, labels: Labeller, cfg: Semanti
         stray = ~np.isin(lab, comps) if comps else np.zeros(len(idx), bool)
         if stray.any():
             votes[torch.as_tensor(idx[stray], device=votes.device), oid] = 0
+        mass = float(votes[:, oid].sum())
         for c in comps[1:]:
             new = free_id(records, K)
             if new is None:
                 break
             rows = torch.as_tensor(idx[lab == c], device=votes.device)
-            records[new] = ObjectRecord(new, list(records[oid].views), records[oid].last_seen)
+            # the part inherits the object's views at its share of the votes: a part that is another
+            # thing (a mask bleeding onto it) must not outweigh that thing's own views once they merge
+            share = float(votes[rows, oid].sum()) / max(mass, 1e-9)
+            views = [(w * share, e) for w, e in records[oid].views]
+            records[new] = ObjectRecord(new, views, records[oid].last_seen)
             votes[rows, new] = votes[rows, oid]
             votes[rows, oid] = 0
 
@@ -81,8 +86,9 @@ def merge_duplicates(records: dict, gmap: GaussianMap, labels: Labeller, cfg: Se
             d, _ = trees[big].query(trees[small].data, k=1, distance_upper_bound=cfg.split_eps / 2)
             if np.isfinite(d).mean() < cfg.merge_touch_fraction:  # parts share a long boundary; neighbours barely touch
                 continue
-            absorb(records, votes, big, small, cfg.top_k_views)
-            embs[big] = records[big].embedding()
+            keep, gone = elder(records, big, small)
+            absorb(records, votes, keep, gone, cfg.top_k_views)
+            embs[keep] = records[keep].embedding()
     for o in list(records):
         if float(votes[:, o].sum()) <= 0:
             del records[o]
@@ -105,10 +111,18 @@ def merge_shared_votes(records: dict, votes: torch.Tensor, labels: Labeller, cfg
         i, j = np.unravel_index(int(np.argmax(C)), C.shape)
         if C[i, j] < cfg.merge_vote_cosine:
             break
-        keep, gone = (things[i], things[j]) if mass[things[i]] >= mass[things[j]] else (things[j], things[i])
+        big, small = (things[i], things[j]) if mass[things[i]] >= mass[things[j]] else (things[j], things[i])
+        keep, gone = elder(records, big, small)
         mass[keep] += mass[gone]
         absorb(records, votes, keep, gone, cfg.top_k_views)
         things.remove(gone)
+
+
+def elder(records: dict, big: int, small: int) -> tuple[int, int]:
+    """(keep, gone): which of two merging objects keeps its id: the one more masks saw (readers have known it
+    longer), the bigger one on a tie. A newer record that outgrew an object already reported
+    would otherwise take it over under a new id: an "added" event for a thing that stood there."""
+    return (small, big) if records[small].n_masks > records[big].n_masks else (big, small)
 
 
 def absorb(records: dict, votes: torch.Tensor, keep: int, gone: int, top_k: int):
