@@ -11,7 +11,7 @@ without, side by side:
   centre in view and not hidden; the new one: the object in view; for a move, both) to the one after
   which a reader's snapshot reflects the change, both counted.
 Wall time per keyframe (map + perception + lift + refresh) is recorded for the cost comparison, and
-change events about objects nobody changed (spurious).
+spurious change events: any before the scene changed, and those after it about a class nobody changed.
 """
 
 from __future__ import annotations
@@ -83,6 +83,13 @@ def score(p: SemanticMappingPipeline, c: dict, id_before: int | None) -> dict:
     return out
 
 
+def spurious(events: list[dict], changes: list[dict], t_change: float) -> list[dict]:
+    """Change events nobody's change explains: any before the scene changed, and those after it
+    about a class nobody changed."""
+    changed = {c["class"] for c in changes}
+    return [e for e in events if e["stamp"] < t_change or e["label"] not in changed]
+
+
 def changes_one(seed: int, frames: int, root: Path, cfg, opts: dict) -> dict:
     d = scene(seed, frames, root, opts)
     gt = load_gt(d)
@@ -95,9 +102,10 @@ def changes_one(seed: int, frames: int, root: Path, cfg, opts: dict) -> dict:
     first_seen: dict[int, int] = {}
     seen = {i: [c["old_obb"] is None, c["new_obb"] is None] for i, c in enumerate(changes)}
     updated: dict[int, int] = {}
-    kfs_after, t_kf = 0, []
+    kfs_after, t_kf, t_change = 0, [], float("inf")
     for f in read_frames(d, cfg.node, with_gt=True):  # the GT masks tell where the objects are seen
         if f.index == at:  # what the map said about the changed objects just before
+            t_change = f.stamp
             p.finish()
             for i, c in enumerate(changes):
                 old = _box(c["old_obb"])
@@ -124,14 +132,12 @@ def changes_one(seed: int, frames: int, root: Path, cfg, opts: dict) -> dict:
         s = score(p, c, before.get(i))
         lag = updated[i] - first_seen[i] + 1 if i in updated and s["reflected"] else None
         rows.append({"seed": seed, "kind": c["kind"], "class": c["class"], **s, "keyframes_to_update": lag})
-    events = [{"kind": e.kind, "id": e.id, "label": e.label} for e in p.snapshot.changes]
-    changed = {c["class"] for c in changes}
-    spurious = [e for e in events if e["label"] not in changed]  # about an object nobody changed
+    events = [{"kind": e.kind, "id": e.id, "label": e.label, "stamp": e.stamp} for e in p.snapshot.changes]
     return {
         "seed": seed,
         "changes": rows,
         "events": events,
-        "spurious_events": len(spurious),
+        "spurious_events": len(spurious(events, changes, t_change)),
         "keyframe_ms": t_kf,
         "keyframes_after": kfs_after,
     }
