@@ -124,6 +124,10 @@ class MapperConfig:
     free_space_carving: bool = True
     free_space_margin: float = 0.02  # m
     free_space_views: int = 2
+    # Surface seeded in front of mapped surface counts as appeared (semantics.added_share) only where one
+    # of the last appeared_history keyframes saw through its place (by seed_depth_margin + 3 x depth_noise
+    # x depth^2): a side first seen, or an object first looked at, was not put there. 0: never appeared.
+    appeared_history: int = 64
     seed_surfels: bool = True  # seed flat discs in the depth map's tangent plane (Mapper._surfels)
     surfel_thickness: float = 0.2  # disc thickness / in-plane scale
     surfel_min_cos: float = 0.25  # caps the stretch along the tilt at 4x the pixel footprint
@@ -234,7 +238,7 @@ class SemanticsConfig:
     # The scene changes (semantics/changes.py): an object whose Gaussians free space mostly took (this
     # share) is retired; one appearing within move_window s with an agreeing embedding (cosine) and a
     # size within move_size_ratio, at least move_min_distance away, is that object moved and keeps its id;
-    # one appearing with added_share of its Gaussians seeded in front of mapped surface was added.
+    # one appearing with added_share of its Gaussians appeared where earlier views saw free space was added.
     track_changes: bool = True
     retire_share: float = 0.5
     move_min_similarity: float = 0.8

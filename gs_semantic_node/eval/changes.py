@@ -7,6 +7,7 @@ without, side by side:
 - ghost: a query answers (any result) with IoU >= 0.25 against a moved / removed object's old box;
 - id_kept: the moved object answers with the id it had before the change;
 - removed_forgotten: no object of ListObjects and no query answer lies at a removed object's old box;
+- announced: `~/changes` carried the change's own event (its kind, its class's label) after it happened;
 - keyframes_to_update: keyframes from the first that has seen the changed places (the old one: its box
   centre in view and not hidden; the new one: the object in view; for a move, both) to the one after
   which a reader's snapshot reflects the change, both counted.
@@ -90,6 +91,11 @@ def spurious(events: list[dict], changes: list[dict], t_change: float) -> list[d
     return [e for e in events if e["stamp"] < t_change or e["label"] not in changed]
 
 
+def announced(events: list[dict], c: dict, t_change: float) -> bool:
+    """A change's own event reached `~/changes`: its kind, under its class's label, after it happened."""
+    return any(e["kind"] == c["kind"] and e["label"] == c["class"] and e["stamp"] >= t_change for e in events)
+
+
 def changes_one(seed: int, frames: int, root: Path, cfg, opts: dict) -> dict:
     d = scene(seed, frames, root, opts)
     gt = load_gt(d)
@@ -127,12 +133,21 @@ def changes_one(seed: int, frames: int, root: Path, cfg, opts: dict) -> dict:
             if i in first_seen and i not in updated and score(p, c, before.get(i))["reflected"]:
                 updated[i] = kfs_after
     p.finish()
+    events = [{"kind": e.kind, "id": e.id, "label": e.label, "stamp": e.stamp} for e in p.snapshot.changes]
     rows = []
     for i, c in enumerate(changes):
         s = score(p, c, before.get(i))
         lag = updated[i] - first_seen[i] + 1 if i in updated and s["reflected"] else None
-        rows.append({"seed": seed, "kind": c["kind"], "class": c["class"], **s, "keyframes_to_update": lag})
-    events = [{"kind": e.kind, "id": e.id, "label": e.label, "stamp": e.stamp} for e in p.snapshot.changes]
+        rows.append(
+            {
+                "seed": seed,
+                "kind": c["kind"],
+                "class": c["class"],
+                **s,
+                "announced": announced(events, c, t_change),
+                "keyframes_to_update": lag,
+            }
+        )
     return {
         "seed": seed,
         "changes": rows,
@@ -159,7 +174,7 @@ def summarise(rows: list[dict]) -> dict:
 
     return {
         "changes": len(rows),
-        **{k: mean(k) for k in ("found_new", "ghost", "id_kept", "removed_forgotten")},
+        **{k: mean(k) for k in ("found_new", "ghost", "id_kept", "removed_forgotten", "announced")},
         "never_updated": len(lags) - len(done),
         "keyframes_to_update_p50": pct(50),
         "keyframes_to_update_p90": pct(90),
@@ -167,7 +182,15 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
-COLS = ("found_new", "ghost", "id_kept", "removed_forgotten", "keyframes_to_update_p50", "keyframes_to_update_p90")
+COLS = (
+    "found_new",
+    "ghost",
+    "id_kept",
+    "removed_forgotten",
+    "announced",
+    "keyframes_to_update_p50",
+    "keyframes_to_update_p90",
+)
 
 
 def _fmt(v) -> str:

@@ -56,7 +56,7 @@ class GaussianMap:
             "confidence": z(0),
             "votes": z(0, max_objects),
             "free_evidence": z(0),  # views that saw through it since one saw it (Mapper.carve)
-            "appeared": z(0),  # 1: seeded in front of mapped surface (an object put there, or a side first seen)
+            "appeared": z(0),  # 1: seeded where an earlier view saw free space (an object put there)
         }
         self._make_optimizers()
 

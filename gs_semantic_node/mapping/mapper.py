@@ -258,23 +258,7 @@ class Mapper:
         none = torch.zeros(0, dtype=torch.int32)
         if not cfg.free_space_carving or len(self.map) == 0:
             return none
-        pc = self.map.means.detach() @ kf.viewmat[:3, :3].T + kf.viewmat[:3, 3]
-        z = pc[:, 2]
-        cam = kf.camera
-        zs = z.clamp(min=1e-6)
-        u = (pc[:, 0] / zs * cam.fx + cam.cx).round().nan_to_num(-1.0)
-        v = (pc[:, 1] / zs * cam.fy + cam.cy).round().nan_to_num(-1.0)
-        inside = (z > cfg.min_depth) & (u >= 0) & (u <= cam.width - 1) & (v >= 0) & (v <= cam.height - 1)
-        ui, vi = u.clamp(0, cam.width - 1).long(), v.clamp(0, cam.height - 1).long()
-        D = kf.depth
-        # the nearest valid depth around each pixel: a Gaussian at an object's rim, or on a thin part, is
-        # seen through only where its whole neighbourhood lies behind it
-        far = torch.where(D > 0, D, torch.full_like(D, float("inf")))
-        nearest = -F.max_pool2d(-far[None, None], 3, 1, padding=1)[0, 0]
-        d_pix, d_near = D[vi, ui], nearest[vi, ui]
-        margin = cfg.free_space_margin + 3 * cfg.depth_noise * z**2
-        through = inside & (d_pix > 0) & torch.isfinite(d_near) & (d_near > z + margin)
-        seen = inside & (d_pix > 0) & ((d_pix - z).abs() <= margin)
+        through, seen = self._against_depth(self.map.means.detach(), kf, cfg.free_space_margin)
         ev = self.map.state["free_evidence"]
         ev[seen] = 0
         ev[through] += 1
@@ -284,6 +268,36 @@ class Mapper:
         ids = self.map.state["object_id"][gone].cpu()
         self.map.remove(gone)
         return ids
+
+    def _against_depth(self, means: torch.Tensor, kf: Keyframe, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """What a keyframe's depth says about world points: (through, on). Through: the observed depth
+        clearly behind the point (by margin + 3 x depth_noise x depth^2), even the nearest valid depth
+        of its 3x3 pixels: a rim, a thin part, is seen through only where its whole neighbourhood lies
+        behind it. On: within that margin of it. Neither: out of view, hidden, or on a depth hole."""
+        pc = means @ kf.viewmat[:3, :3].T + kf.viewmat[:3, 3]
+        z = pc[:, 2]
+        cam = kf.camera
+        zs = z.clamp(min=1e-6)
+        u = (pc[:, 0] / zs * cam.fx + cam.cx).round().nan_to_num(-1.0)
+        v = (pc[:, 1] / zs * cam.fy + cam.cy).round().nan_to_num(-1.0)
+        inside = (z > self.cfg.min_depth) & (u >= 0) & (u <= cam.width - 1) & (v >= 0) & (v <= cam.height - 1)
+        ui, vi = u.clamp(0, cam.width - 1).long(), v.clamp(0, cam.height - 1).long()
+        D = kf.depth
+        far = torch.where(D > 0, D, torch.full_like(D, float("inf")))
+        nearest = -F.max_pool2d(-far[None, None], 3, 1, padding=1)[0, 0]
+        d_pix, d_near = D[vi, ui], nearest[vi, ui]
+        m = margin + 3 * self.cfg.depth_noise * z**2
+        through = inside & (d_pix > 0) & torch.isfinite(d_near) & (d_near > z + m)
+        on = inside & (d_pix > 0) & ((d_pix - z).abs() <= m)
+        return through, on
+
+    def _seen_through_before(self, pts: torch.Tensor) -> torch.Tensor:
+        """Points one of the last mapper.appeared_history keyframes saw through: free space then."""
+        hit = torch.zeros(len(pts), dtype=torch.bool, device=pts.device)
+        n = max(0, self.cfg.appeared_history)
+        for old in self.keyframes[len(self.keyframes) - n :] if n else []:
+            hit |= self._against_depth(pts, old, self.cfg.seed_depth_margin)[0]
+        return hit
 
     @torch.no_grad()
     def seed(self, kf: Keyframe) -> int:
@@ -316,8 +330,11 @@ class Mapper:
         quats = None
         if cfg.seed_surfels:
             quats, scales = self._surfels(kf, P, need, base)
-        # surface that stands in front of mapped surface appeared there (or was never seen from here)
-        appeared = (~unseen[need]).float()
+        # surface in front of mapped surface appeared there where an earlier view saw through its place;
+        # elsewhere it is a side of something first seen from here, or something no view had looked at
+        ahead = (~unseen[need]).nonzero().squeeze(1)
+        appeared = torch.zeros(len(pts), device=self.device)
+        appeared[ahead] = self._seen_through_before(pts[ahead]).float()
         self.map.append(pts, kf.rgb[need], scales, opacity=0.9, quats=quats, state={"appeared": appeared})
         if self.resolution > 0:  # a coarsened map takes new surface at its own resolution
             new = torch.zeros(len(self.map), dtype=torch.bool, device=self.device)

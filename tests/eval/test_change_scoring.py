@@ -1,6 +1,6 @@
-"""The change bench's spurious-event count: what no change of the scene explains."""
+"""The change bench's event scores: spurious events (what no change explains) and announced changes."""
 
-from gs_semantic_node.eval.changes import spurious
+from gs_semantic_node.eval.changes import announced, spurious
 
 
 def test_events_before_the_change_or_about_unchanged_classes_are_spurious():
@@ -14,3 +14,11 @@ def test_events_before_the_change_or_about_unchanged_classes_are_spurious():
     ]
     assert [e["id"] for e in spurious(events, changes, t_change=2.0)] == [9, 2]
     assert spurious(events[1:4], changes, t_change=2.0) == []
+
+
+def test_a_change_is_announced_by_its_own_kind_and_label_after_it_happened():
+    moved = {"kind": "moved", "class": "mug"}
+    assert announced([{"kind": "moved", "label": "mug", "stamp": 3.0}], moved, t_change=2.0)
+    assert not announced([{"kind": "moved", "label": "cup", "stamp": 3.0}], moved, t_change=2.0)
+    assert not announced([{"kind": "added", "label": "mug", "stamp": 3.0}], moved, t_change=2.0)
+    assert not announced([{"kind": "moved", "label": "mug", "stamp": 1.0}], moved, t_change=2.0)

@@ -81,3 +81,25 @@ def test_carving_off_keeps_everything():
     for x in (0.06, 0.12):
         m.integrate(plane_frame(x, PLANE))
     assert near(m, PLANE - 0.3) == n and np.asarray(m.carved).size == 0
+
+
+def appeared_near(m: Mapper, z: float, band: float = 0.05) -> torch.Tensor:
+    return m.map.state["appeared"][(m.map.means.detach()[:, 2] - z).abs() < band]
+
+
+def test_surface_appeared_only_where_an_earlier_view_saw_free_space():
+    """A box put where the first view saw the plane appeared; one standing outside the first view, in
+    front of plane that view mapped, is only first looked at (a change event would be spurious)."""
+    m = mapped(plane_frame(0.0, PLANE))
+    m.integrate(box_in_front(0.06))
+    put = appeared_near(m, PLANE - 0.3)
+    assert len(put) > 20 and float(put.mean()) > 0.8
+
+    m = mapped(plane_frame(0.0, PLANE))
+    f = plane_frame(0.6, PLANE)
+    f.depth[20:40, 51:60] = PLANE - 0.3  # world x 0.83 to 1.0: outside the first view at that depth
+    f.rgb[20:40, 51:60] = [30, 30, 200]
+    m.integrate(f)
+    first_seen = appeared_near(m, PLANE - 0.3)
+    assert len(first_seen) > 20 and float(first_seen.sum()) == 0
+    assert float(appeared_near(m, PLANE).sum()) == 0  # nor is the plane it first shows
