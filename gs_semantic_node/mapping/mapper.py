@@ -294,8 +294,8 @@ class Mapper:
     def _seen_through_before(self, pts: torch.Tensor) -> torch.Tensor:
         """Points one of the last mapper.appeared_history keyframes saw through: free space then."""
         hit = torch.zeros(len(pts), dtype=torch.bool, device=pts.device)
-        n = max(0, self.cfg.appeared_history)
-        for old in self.keyframes[len(self.keyframes) - n :] if n else []:
+        n = self.cfg.appeared_history
+        for old in self.keyframes[-n:] if n > 0 else []:
             hit |= self._against_depth(pts, old, self.cfg.seed_depth_margin)[0]
         return hit
 
