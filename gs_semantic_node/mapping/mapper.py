@@ -295,7 +295,7 @@ class Mapper:
         """Points one of the last mapper.appeared_history keyframes saw through: free space then."""
         hit = torch.zeros(len(pts), dtype=torch.bool, device=pts.device)
         n = self.cfg.appeared_history
-        for old in self.keyframes[-n:] if n > 0 else []:
+        for old in self.keyframes[-n:] if n > 0 and len(pts) else []:
             hit |= self._against_depth(pts, old, self.cfg.seed_depth_margin)[0]
         return hit
 
