@@ -1,10 +1,10 @@
 """Incremental RGB-D Gaussian mapping with poses from the robot (odometry / SLAM).
 
-Per keyframe: remove what the view clearly sees through once that is confirmed (free space: the
-scene changed), seed Gaussians (flat discs in the observed surface) where the map is unobserved
-(low silhouette) or wrong (observed surface in front of the rendered one), optimise a bounded
-window of recent + random past keyframes on RGB + depth L1, then prune transparent Gaussians, split
-oversized ones and enforce the Gaussian cap.
+Per keyframe: align its pose to the map (mapping.tracking), remove what the view clearly sees
+through once that is confirmed (free space: the scene changed), seed Gaussians (flat discs in the
+observed surface) where the map is unobserved (low silhouette) or wrong (observed surface in front
+of the rendered one), optimise a bounded window of recent + random past keyframes on RGB + depth
+L1, then prune transparent Gaussians, split oversized ones and enforce the Gaussian cap.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ import torch.nn.functional as F
 
 from ..config import CAP_POLICIES, MapperConfig
 from ..types import Camera, Frame
-from .compaction import choose_voxel, merge_in_voxels
+from .compaction import choose_voxel, merge_in_voxels, rotmat_to_quat
 from .gaussians import GaussianMap
+from .geometry import backproject, depth_normals
 from .rasterizer import RenderOutput, make_rasterizer, quat_to_rotmat
 from .rectify import rectify
 from .registration import depth_at_colour_instant
+from .tracking import Alignment, align_to_map
 
 
 def resolve_device(name: str) -> torch.device:
@@ -40,18 +42,6 @@ def raster_K(camera: Camera) -> np.ndarray:
     K[0, 2] += 0.5
     K[1, 2] += 0.5
     return K
-
-
-def backproject(depth: torch.Tensor, camera: Camera, T_world_cam: torch.Tensor) -> torch.Tensor:
-    """(H,W) metric depth -> (H,W,3) points in the map frame (ROS pixel-centre convention)."""
-    H, W = depth.shape
-    v, u = torch.meshgrid(
-        torch.arange(H, device=depth.device, dtype=depth.dtype),
-        torch.arange(W, device=depth.device, dtype=depth.dtype),
-        indexing="ij",
-    )
-    pc = torch.stack([(u - camera.cx) / camera.fx * depth, (v - camera.cy) / camera.fy * depth, depth], -1)
-    return pc @ T_world_cam[:3, :3].T + T_world_cam[:3, 3]
 
 
 def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -104,6 +94,9 @@ class Mapper:
         torch.manual_seed(seed)
         self.last_keyframe_pose: np.ndarray | None = None
         self.frames_seen = 0
+        self.track_refused = 0  # keyframes whose alignment to the map was refused (mapping.tracking)
+        self.last_alignment: Alignment | None = None
+        self.corrections: list[torch.Tensor] = []  # (4,4) aligned pose x given pose^-1 per tracked keyframe
         self.carved = torch.zeros(0, dtype=torch.int32)  # object ids of the Gaussians the last keyframe carved
         self.resolution = 0.0  # voxel the map was coarsened to under its cap (0: full detail)
         self.exposure_opt = torch.optim.Adam([torch.zeros(0, requires_grad=True)], lr=cfg.lr_exposure)
@@ -232,6 +225,8 @@ class Mapper:
             return None
         kf = self.prepare(frame)
         with self.map.lock:
+            if self.cfg.track and len(self.map) > 0:
+                self.track(kf)
             self.carved = self.carve(kf)
             self.seed(kf)
             if self.cfg.exposure_compensation and self.keyframes:  # the first keyframe anchors the colours
@@ -247,6 +242,69 @@ class Mapper:
                 self.prune_and_split()
             self.enforce_cap()
         return kf
+
+    @torch.no_grad()
+    def track(self, kf: Keyframe) -> Alignment:
+        """Align the keyframe's pose to the map's surface (mapping.tracking): the centres of its
+        Gaussians that are more opaque than not."""
+        a = self.map.activated()
+        surface = a["means"].detach()[a["opacities"].detach().reshape(-1) > 0.5]
+        try:
+            a = self._align(kf, surface)
+        except RuntimeError:  # a singular system, a device error: the keyframe keeps its pose as given
+            a = Alignment(kf.T_world_cam, False, 0, float("nan"), float("nan"), 0.0, 0.0)
+        if a.accepted:
+            given = kf.T_world_cam.double()
+            kf.T_world_cam = a.T_world_cam.contiguous()
+            kf.viewmat = torch.linalg.inv(kf.T_world_cam).contiguous()
+            self.corrections.append(kf.T_world_cam.double() @ torch.linalg.inv(given))
+            self._hold_to_given_poses(surface.double().mean(0), kf)
+        else:  # it stays where its pose put it: no correction
+            self.track_refused += 1
+            self.corrections.append(torch.eye(4, dtype=torch.float64, device=self.device))
+        self.last_alignment = a
+        return a
+
+    def _align(self, kf: Keyframe, surface: torch.Tensor) -> Alignment:
+        cfg = self.cfg
+        return align_to_map(
+            kf.depth,
+            kf.camera,
+            kf.T_world_cam,
+            surface,
+            iters=cfg.track_iters,
+            max_residual=cfg.track_max_residual,
+            max_translation=cfg.track_max_translation,
+            max_rotation_deg=cfg.track_max_rotation_deg,
+        )
+
+    def _hold_to_given_poses(self, p: torch.Tensor, kf: Keyframe) -> None:
+        """Keep the map where the given poses put it, on average. Aligned to the map, every keyframe
+        inherits the first keyframe's pose error, the map's own; the corrections of all keyframes
+        (the first and the refused: none) average that error, as the given poses' own errors average out. So the
+        map and its keyframes move by the inverse of the mean correction (rotation about `p`, the
+        surface's centre, where a lever arm would least distort the mean)."""
+        from scipy.spatial.transform import Rotation
+
+        C = torch.stack([torch.eye(4, dtype=torch.float64, device=self.device), *self.corrections]).cpu().numpy()
+        P = p.cpu().numpy()
+        R = Rotation.from_rotvec(Rotation.from_matrix(C[:, :3, :3]).as_rotvec().mean(0)).as_matrix()
+        d = (C[:, :3, :3] @ P + C[:, :3, 3]).mean(0) - P
+        F_ = np.eye(4)
+        F_[:3, :3], F_[:3, 3] = R, P + d - R @ P
+        S = torch.as_tensor(np.linalg.inv(F_), dtype=torch.float64, device=self.device)
+        self.move_map(S, [kf])
+        self.corrections = [S @ c for c in self.corrections]
+
+    @torch.no_grad()
+    def move_map(self, S: torch.Tensor, also: list[Keyframe] = ()) -> None:
+        """Move the map, its keyframes and `also` by the rigid transform S (4x4, map frame)."""
+        R, t = S[:3, :3].float(), S[:3, 3].float()
+        self.map.params["means"].copy_(self.map.params["means"] @ R.T + t)
+        self.map.params["quats"].copy_(quat_mul(rotmat_to_quat(R)[None], self.map.params["quats"]))
+        for kf in [*self.keyframes, *also]:
+            kf.T_world_cam = (S @ kf.T_world_cam.double()).float().contiguous()
+            kf.viewmat = torch.linalg.inv(kf.T_world_cam).contiguous()
 
     @torch.no_grad()
     def carve(self, kf: Keyframe) -> torch.Tensor:
@@ -358,19 +416,8 @@ class Mapper:
         along the seeding ray; seen from the next viewpoint the same spheres leave gaps and
         blotches. Pixels without a reliable normal (depth edges, holes) keep the sphere."""
         cfg = self.cfg
-        D = kf.depth
-        Dp = F.pad(D[None, None], (1, 1, 1, 1))[0, 0]
-        Pp = F.pad(P.permute(2, 0, 1)[None], (1, 1, 1, 1), mode="replicate")[0].permute(1, 2, 0)
-        du = Pp[1:-1, 2:] - Pp[1:-1, :-2]
-        dv = Pp[2:, 1:-1] - Pp[:-2, 1:-1]
-        nb = torch.stack([Dp[1:-1, 2:], Dp[1:-1, :-2], Dp[2:, 1:-1], Dp[:-2, 1:-1]], 0)
-        # An oblique plane changes depth fast but evenly; a depth edge jumps on one side only.
-        fwd, bwd = nb[0::2] - D, D - nb[1::2]
-        even = (fwd - bwd).abs() <= 0.5 * torch.maximum(fwd.abs(), bwd.abs()) + 0.01 * D
-        smooth = (nb.min(0).values > 0) & even.all(0)
-        n = torch.linalg.cross(du[need], dv[need])
-        ok = smooth[need] & (n.norm(dim=-1) > 1e-12)
-        n = F.normalize(n, dim=-1)
+        n, smooth = depth_normals(kf.depth, P)
+        n, ok = n[need], smooth[need]
         ray = F.normalize(P[need] - kf.T_world_cam[:3, 3], dim=-1)
         # the stretch stays under half of max_scale, so a far, grazing disc is not split at once
         cos = torch.maximum((n * ray).sum(-1).abs(), (2 * base / cfg.max_scale).clamp(min=cfg.surfel_min_cos))

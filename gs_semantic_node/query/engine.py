@@ -117,7 +117,10 @@ class QueryEngine:
         vecs = self.embed_text([p.target] + list(self.cfg.negatives) + ([p.anchor] if p.anchor else []))
         sim, rel, prob = self.score(cands, E, vecs[0], vecs[1 : 1 + len(self.cfg.negatives)])
         ok = (sim >= self.cfg.min_similarity) & (rel >= self.cfg.min_relevancy)
-        order = [i for i in np.argsort(-sim) if ok[i]]
+        # of equal evidence (two objects whose sure labels both read the target), the one more of the
+        # map backs first: a few stray Gaussians that took a real object's label do not shadow it
+        size = np.array([o.num_gaussians for o in cands])
+        order = [i for i in np.lexsort((-size, -np.round(sim, 6))) if ok[i]]
         if order:  # drop candidates the softmax gives a tenth of the best one's probability or less
             order = [i for i in order if prob[i] >= 0.1 * prob[order[0]]]
         if p.relation and order:

@@ -284,6 +284,9 @@ class GsSemanticNode(Node):
             "keyframes": len(self.pipeline.mapper.keyframes),
             "gaussians": len(self.pipeline.mapper.map),
             "map_resolution_m": round(self.pipeline.mapper.resolution, 4),  # > 0: coarsened under the cap
+            # keyframe poses aligned to the map (mapper.track): the last correction, and how many were refused
+            "track_correction_mm": round(1000 * getattr(self.pipeline.mapper.last_alignment, "translation", 0.0), 2),
+            "track_refused": self.pipeline.mapper.track_refused,
             "objects": len([o for o in snap.objects if not o.is_background]),
             "mapping_lag_s": round(max(0.0, self.last_input_stamp - self.last_processed_stamp), 3),
             "cpu_rss_mb": round(rss_mb, 1),

@@ -43,6 +43,16 @@ def test_retrieval_finds_and_abstains():
     assert not eng.query("grab the mug", []).found
 
 
+@pytest.mark.parametrize("first", [0, 1])
+def test_of_two_objects_with_the_same_sure_label_the_bigger_answers_first(first):
+    eng = QueryEngine(QueryConfig(), embed)
+    objs = [obj(1, [1, 0.2, 0, 0], 0.0), obj(2, [1, 0.2, 0, 0], 0.5)]
+    for o, n in zip(objs, (40, 400)):
+        o.label, o.confidence, o.alternatives, o.num_gaussians = "mug", 0.95, [("bowl", 0.01)], n
+    r = eng.query("grab the mug", objs[first:] + objs[:first])
+    assert r.found and [o.id for o in r.objects][:2] == [2, 1]
+
+
 def test_relation_orders_by_anchor():
     eng = QueryEngine(QueryConfig(), embed)
     objs = [obj(1, [1, 0, 0, 0], 0.0), obj(2, [1, 0, 0, 0], 1.0), obj(3, [0, 1, 0, 0], 0.9)]
