@@ -146,8 +146,10 @@ class MapperConfig:
     # the frame): odometry / motion-capture poses are off by millimetres and tenths of a degree
     pose_refinement: bool = False
     # Frame-to-model tracking (mapping.tracking): before a keyframe is mapped its pose is aligned to
-    # the map's surface rendered from it (point-to-plane ICP); a correction over these bounds is refused
-    track: bool = True
+    # the map's Gaussian centres (point-to-plane ICP); a correction over these bounds is refused.
+    # On in the robot profiles (config/*.yaml): it pays where poses are off (odometry), costs where they
+    # are exact (bench/RESULTS.md, "Keyframe poses aligned to the map")
+    track: bool = False
     track_iters: int = 6
     track_max_residual: float = 0.02  # m; points farther off the map's surface moved or are new
     track_max_translation: float = 0.03  # m

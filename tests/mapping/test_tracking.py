@@ -57,7 +57,7 @@ def test_a_keyframe_given_a_wrong_pose_is_aligned_onto_the_map(seed):
 def test_the_map_stays_where_the_given_poses_put_it_on_average():
     """Aligned to the map, every keyframe would inherit the first keyframe's pose error. The map
     moves by the mean correction instead: the first keyframe's error is shared by all."""
-    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0, keyframe_translation=0.0))
+    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0, keyframe_translation=0.0, track=True))
     f = corner_frame()
     f.T_world_cam = perturbed(np.eye(4), 0.008, 0.0, seed=3)  # the first pose is off, the rest are right
     m.integrate(f)
