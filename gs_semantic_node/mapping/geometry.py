@@ -1,4 +1,4 @@
-"""Depth-image geometry shared by seeding and tracking: back-projection and surface normals."""
+"""Geometry shared by seeding, tracking and pose refinement: back-projection, depth normals, rotations."""
 
 from __future__ import annotations
 
@@ -35,3 +35,10 @@ def depth_normals(depth: torch.Tensor, points: torch.Tensor) -> tuple[torch.Tens
     n = torch.linalg.cross(du, dv)
     smooth = (nb.min(0).values > 0) & even.all(0) & (n.norm(dim=-1) > 1e-12)
     return F.normalize(n, dim=-1), smooth
+
+
+def rotvec_to_matrix(w: torch.Tensor) -> torch.Tensor:
+    """(3,) rotation vector -> (3,3) rotation (differentiable: pose refinement optimises through it)."""
+    z = torch.zeros_like(w[0])
+    W = torch.stack([torch.stack([z, -w[2], w[1]]), torch.stack([w[2], z, -w[0]]), torch.stack([-w[1], w[0], z])])
+    return torch.linalg.matrix_exp(W)

@@ -21,7 +21,7 @@ from ..config import CAP_POLICIES, MapperConfig
 from ..types import Camera, Frame
 from .compaction import choose_voxel, merge_in_voxels, rotmat_to_quat
 from .gaussians import GaussianMap
-from .geometry import backproject, depth_normals
+from .geometry import backproject, depth_normals, rotvec_to_matrix
 from .rasterizer import RenderOutput, make_rasterizer, quat_to_rotmat
 from .rectify import rectify
 from .registration import depth_at_colour_instant
@@ -178,10 +178,7 @@ class Mapper:
         """The keyframe's world->camera matrix with its pending pose correction (differentiable)."""
         if kf.pose_delta is None:
             return kf.viewmat
-        w, t = kf.pose_delta[:3], kf.pose_delta[3:]
-        z = torch.zeros_like(w[0])
-        W = torch.stack([torch.stack([z, -w[2], w[1]]), torch.stack([w[2], z, -w[0]]), torch.stack([-w[1], w[0], z])])
-        dR = torch.linalg.matrix_exp(W)
+        dR, t = rotvec_to_matrix(kf.pose_delta[:3]), kf.pose_delta[3:]
         top = torch.cat([dR @ kf.viewmat[:3, :3], dR @ kf.viewmat[:3, 3:] + t[:, None]], 1)
         return torch.cat([top, kf.viewmat[3:]], 0)
 
@@ -247,12 +244,12 @@ class Mapper:
     def track(self, kf: Keyframe) -> Alignment:
         """Align the keyframe's pose to the map's surface (mapping.tracking): the centres of its
         Gaussians that are more opaque than not."""
-        a = self.map.activated()
-        surface = a["means"].detach()[a["opacities"].detach().reshape(-1) > 0.5]
+        g = self.map.activated()
+        surface = g["means"].detach()[g["opacities"].detach().reshape(-1) > 0.5]
         try:
             a = self._align(kf, surface)
         except RuntimeError:  # a singular system, a device error: the keyframe keeps its pose as given
-            a = Alignment(kf.T_world_cam, False, 0, float("nan"), float("nan"), 0.0, 0.0)
+            a = Alignment.refused(kf.T_world_cam)
         if a.accepted:
             given = kf.T_world_cam.double()
             kf.T_world_cam = a.T_world_cam.contiguous()

@@ -3,7 +3,7 @@
 Odometry, motion capture and SLAM poses are off by millimetres and tenths of a degree, differently
 for every frame. A keyframe mapped at its pose as given seeds its surface that far from where the
 earlier keyframes put it, and the object Gaussians of a few views spread into a layer as thick as
-the pose error (a 2.7 cm book came out 5.4 cm thick, bench/RESULTS.md). Point-to-plane ICP of the
+the pose error: thin objects come out thick. Point-to-plane ICP of the
 map's surface points against the observed depth (projective association, as in KinectFusion)
 moves the pose onto the map first.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ..types import Camera
-from .geometry import backproject, depth_normals
+from .geometry import backproject, depth_normals, rotvec_to_matrix
 
 
 @dataclass
@@ -28,11 +28,9 @@ class Alignment:
     translation: float  # m, the correction's size
     rotation_deg: float
 
-
-def _rotvec_to_matrix(w: torch.Tensor) -> torch.Tensor:
-    z = torch.zeros_like(w[0])
-    W = torch.stack([torch.stack([z, -w[2], w[1]]), torch.stack([w[2], z, -w[0]]), torch.stack([-w[1], w[0], z])])
-    return torch.linalg.matrix_exp(W)
+    @classmethod
+    def refused(cls, T_world_cam: torch.Tensor) -> "Alignment":
+        return cls(T_world_cam, False, 0, float("nan"), float("nan"), 0.0, 0.0)
 
 
 def align_to_map(
@@ -52,7 +50,7 @@ def align_to_map(
     the Gaussians' centres, which the mapping holds on the observed surface).
 
     The map's rendered depth would be the obvious target, but on oblique surfaces it is biased
-    towards the nearer centres by centimetres; the centres are not. Each centre that faces the camera
+    towards the nearer centres; the centres are not. Each centre that faces the camera
     (within `visible_band` of the nearest centre's depth on its pixel) is compared with the observed
     point at the pixel it projects to, along that point's normal; residuals over
     `max_residual` (occluded centres, what moved, what the map lacks) are left out and the rest
@@ -68,7 +66,6 @@ def align_to_map(
     T0 = T_world_cam.to(dt)
     H, W = depth.shape
     T = T0.clone()
-    refused = Alignment(T_world_cam, False, 0, float("nan"), float("nan"), 0.0, 0.0)
 
     def residuals(T):
         V = torch.linalg.inv(T)
@@ -91,11 +88,11 @@ def align_to_map(
 
     q, n, r = residuals(T)
     if len(r) < min_inliers:
-        return refused
+        return Alignment.refused(T_world_cam)
     rms_before = float(r.pow(2).mean().sqrt())
     for _ in range(iters):
         if len(r) < min_inliers:
-            return refused
+            return Alignment.refused(T_world_cam)
         c = q.mean(0)  # rotate about the points' centroid: rotation and translation decouple
         J = torch.cat([torch.linalg.cross(q - c, n), n], 1)
         w = torch.where(r.abs() <= huber, torch.ones_like(r), huber / r.abs())
@@ -104,7 +101,7 @@ def align_to_map(
         # a thousandth of a point's weight per point; rotation in (0.1 m)^2, a tabletop's lever arm
         prior = 1e-3 * float(w.sum()) * torch.tensor([0.01, 0.01, 0.01, 1.0, 1.0, 1.0], dtype=dt, device=dev)
         xi = torch.linalg.solve(A + torch.diag(prior), b)
-        R = _rotvec_to_matrix(xi[:3])
+        R = rotvec_to_matrix(xi[:3])
         G = torch.eye(4, dtype=dt, device=dev)
         G[:3, :3], G[:3, 3] = R, c - R @ c + xi[3:]
         T = G @ T
@@ -112,7 +109,7 @@ def align_to_map(
         if float(xi.norm()) < 1e-7:
             break
     if len(r) < min_inliers:
-        return refused
+        return Alignment.refused(T_world_cam)
     trans = float((T[:3, 3] - T0[:3, 3]).norm())  # the camera moved by ...
     cos = float(((torch.trace(T[:3, :3] @ T0[:3, :3].T) - 1) / 2).clamp(-1, 1))  # ... and turned by
     rot = float(torch.rad2deg(torch.arccos(torch.tensor(cos))))
