@@ -20,8 +20,16 @@ from .records import BACKGROUND, ObjectRecord, free_id
 
 
 def spans_known_objects(records: dict, coverage: np.ndarray, share: np.ndarray, cfg: SemanticsConfig) -> bool:
-    """A mask holding most of two known objects is SAM merging neighbours: it votes for none."""
-    whole = [o for o in records if coverage[o] >= cfg.assoc_whole_coverage and share[o] >= cfg.ambiguous_share]
+    """A mask holding most of two known objects is SAM merging neighbours: it votes for none. Known =
+    reportable (`min_object_masks`): a record one mask founded may be a part of the thing this mask
+    holds whole (a bottle split in two by its first view); rejecting the whole then leaves the parts
+    without a second view, and an object put down late is reported views later."""
+    k = cfg.min_object_masks
+    whole = [
+        o
+        for o, r in records.items()
+        if r.n_masks >= k and coverage[o] >= cfg.assoc_whole_coverage and share[o] >= cfg.ambiguous_share
+    ]
     return len(whole) >= 2
 
 
@@ -73,13 +81,16 @@ def exclude_founded_apart(
 
 
 def shares(votes: torch.Tensor, core_m: torch.Tensor, cols: torch.Tensor) -> np.ndarray:
-    """Share of one mask's core weight per object, each Gaussian split by its votes among `cols`."""
+    """Share of one mask's core weight per object, each Gaussian split by its votes among `cols`. Of the
+    Gaussians no mask voted for yet, none has a say: an object put down late is seeded anew each view,
+    and counting its fresh Gaussians against its record has every view found another record."""
     rows = torch.nonzero(core_m > 0).squeeze(1)
     if rows.numel() == 0:
         return np.zeros(votes.shape[1], np.float32)
     V = votes[rows] * cols[None].to(votes.dtype)
     P = V / V.sum(1, keepdim=True).clamp(min=1e-9)
-    return ((core_m[rows] @ P) / core_m[rows].sum().clamp(min=1e-9)).cpu().numpy()
+    voted = votes[rows].sum(1) > 0
+    return ((core_m[rows] @ P) / core_m[rows][voted].sum().clamp(min=1e-9)).cpu().numpy()
 
 
 @torch.no_grad()

@@ -56,6 +56,33 @@ def test_registry_gives_every_gaussian_one_object():
     assert reg.update(m.map, W, emb[:1], 1.0) == [-1]
 
 
+def test_a_whole_mask_over_the_parts_one_view_founded_joins_them():
+    """A thing put down late whose first view split it in two masks: the next view's whole mask is the
+    thing, not SAM merging two known neighbours (neither part has a second view yet)."""
+    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0))
+    kf = m.integrate(two_region_frame())
+    left = np.zeros((60, 80), bool)
+    left[:, :40] = True
+    e = np.eye(4, dtype=np.float32)[1]
+    reg = ObjectRegistry(SemanticsConfig(), embed_text=lambda t: np.tile(np.eye(4, dtype=np.float32)[2], (len(t), 1)))
+    parts = reg.update(m.map, mask_weights(m, kf, [left, ~left]), np.stack([e, e]), 0.0)
+    whole = np.ones((60, 80), bool)
+    joined = [reg.update(m.map, mask_weights(m, kf, [whole]), e[None], 1.0 + i)[0] for i in range(2)]
+    assert min(parts) > 0 and joined[0] in parts and joined == [joined[0]] * 2, (parts, joined)
+
+
+def test_a_mask_on_a_young_thing_joins_it_however_many_of_its_gaussians_are_fresh():
+    """An object put down late: its record holds the Gaussians one mask voted for, and the next view
+    seeded three times as many in front of it. The next mask is that object, not a new one."""
+    m = gaussians_at(np.random.default_rng(0).uniform(-0.03, 0.03, (100, 3)).astype(np.float32))
+    e = np.eye(4, dtype=np.float32)
+    m.state["votes"][:25, 1] = 1.0  # the first view's record; Gaussians 25-99 are fresh
+    reg = registry_with([(1, e[1], 1)])
+    W = torch.zeros(100, 2)
+    W[:, 1] = 1.0
+    assert reg.update(m, W, e[1][None], 1.0) == [1]
+
+
 def test_a_thing_on_a_table_keeps_one_object_and_misread_table_masks_vote_for_none():
     """The table's votes dominate a small thing's Gaussians (dilated table masks); the thing's masks
     must still gather into one object, view after view, and a table mask read as the thing is ignored."""
