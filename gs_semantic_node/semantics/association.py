@@ -87,10 +87,10 @@ def shares(votes: torch.Tensor, core_m: torch.Tensor, cols: torch.Tensor) -> np.
     rows = torch.nonzero(core_m > 0).squeeze(1)
     if rows.numel() == 0:
         return np.zeros(votes.shape[1], np.float32)
-    V = votes[rows] * cols[None].to(votes.dtype)
+    vr, c = votes[rows], core_m[rows]
+    V = vr * cols[None].to(votes.dtype)
     P = V / V.sum(1, keepdim=True).clamp(min=1e-9)
-    voted = votes[rows].sum(1) > 0
-    return ((core_m[rows] @ P) / core_m[rows][voted].sum().clamp(min=1e-9)).cpu().numpy()
+    return ((c @ P) / c[vr.sum(1) > 0].sum().clamp(min=1e-9)).cpu().numpy()
 
 
 @torch.no_grad()
