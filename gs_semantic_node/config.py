@@ -244,6 +244,9 @@ class SemanticsConfig:
     support_peel: float = 0.003  # m: a thing's Gaussians this close above its support join the support (0 = off)
     support_patch: float = 0.8  # ... all of them when this share of the thing lies there (> 1: never)
     refresh_every: int = 3  # keyframes between split/merge/smoothing passes
+    # ... every keyframe for this many after a change event: a moved or added object's box grows with each
+    # view of it, and readers should see it grow (0: the cadence only)
+    settle_keyframes: int = 10
     # The scene changes (semantics/changes.py): an object whose Gaussians free space mostly took (this
     # share) is retired; one appearing within move_window s with an agreeing embedding (cosine) and a
     # size within move_size_ratio, at least move_min_distance away, is that object moved and keeps its id;

@@ -66,6 +66,7 @@ class SemanticMappingPipeline:
         self._seq = 0
         self._work_lock = threading.Lock()
         self._unrefreshed = False  # keyframes integrated since the last refresh
+        self._settle = 0  # keyframes left to refresh at each one: a change event came lately
         self.timings = {"map_ms": [], "perception_ms": [], "lift_ms": [], "refresh_ms": []}
         self.observers = list(observers or [])
 
@@ -93,9 +94,12 @@ class SemanticMappingPipeline:
             self.timings["map_ms"].append(1e3 * (t1 - t0))
             self.timings["perception_ms"].append(1e3 * (t2 - t1))
             self.timings["lift_ms"].append(1e3 * (t3 - t2))
-            # an object free space took or one just reportable is news for readers: no waiting for the cadence
+            # an object free space took, one just reportable, a change event lately: news for readers, no waiting
             sc = self.cfg.semantics
-            news = sc.track_changes and (self.registry.due or carved.numel() >= sc.min_object_gaussians)
+            news = sc.track_changes and (
+                self.registry.due or carved.numel() >= sc.min_object_gaussians or self._settle > 0
+            )
+            self._settle = max(0, self._settle - 1)
             if news or self.registry.keyframes % max(1, sc.refresh_every) == 0:
                 self.refresh(kf)
             else:
@@ -120,6 +124,7 @@ class SemanticMappingPipeline:
         arrays = self.mapper.map.snapshot()
         latest = (kf.camera, kf.T_world_cam.cpu().numpy()) if kf is not None else self._snapshot.latest_keyframe
         for c in self.registry.changes.drain():
+            self._settle = self.cfg.semantics.settle_keyframes
             self._seq += 1
             c.seq = self._seq
             self._changes = [*self._changes[-(CHANGE_LOG - 1) :], c]

@@ -97,3 +97,32 @@ def test_a_moved_object_first_seen_partly_is_added_then_recognised_once_its_box_
     t.update([whole], records, g, 4.0)
     assert whole.id == 1 and 1 in records and int((g.state["object_id"] == 1).sum()) == 30
     assert [(e.kind, e.id) for e in t.drain()] == [("removed", 1), ("added", 3), ("moved", 1)]
+
+
+def test_after_a_change_event_the_pipeline_refreshes_at_each_keyframe_for_a_while(small_sim):
+    """A moved or added object's box grows with each view: readers see every keyframe's state for
+    `settle_keyframes` keyframes after a change event, then the cadence again."""
+    from gs_semantic_node.config import Config
+    from gs_semantic_node.io.bags import read_frames
+    from gs_semantic_node.pipeline import SemanticMappingPipeline
+    from gs_semantic_node.semantics.changes import ObjectChange
+
+    cfg = Config.preset("oracle_bench")
+    cfg.perception.gt_path = str(small_sim / "gt.json")
+    cfg.mapper.iters_per_keyframe = 1
+    cfg.mapper.keyframe_translation = 0.0  # every frame a keyframe
+    cfg.mapper.free_space_carving = False  # no carving news
+    cfg.semantics.refresh_every, cfg.semantics.min_object_masks = 1000, 1000  # no cadence, no "reportable" news
+    cfg.semantics.settle_keyframes = 3
+    p = SemanticMappingPipeline(cfg)
+    frames = list(read_frames(small_sim, cfg.node, with_gt=True))[:8]
+    refreshed = []
+    for k, f in enumerate(frames):
+        n = len(p.timings["refresh_ms"])
+        assert p.process(f)
+        refreshed.append(len(p.timings["refresh_ms"]) > n)
+        if k == 1:  # a change event comes out of this keyframe's refresh
+            p.registry.changes.events.append(ObjectChange(1, "mug", "removed", None, None, f.stamp))
+            p.refresh()
+    assert refreshed[1:] == [False, True, True, True, False, False, False]
+    assert [c.kind for c in p.snapshot.changes] == ["removed"]
