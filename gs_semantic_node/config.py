@@ -146,14 +146,15 @@ class MapperConfig:
     # the frame): odometry / motion-capture poses are off by millimetres and tenths of a degree
     pose_refinement: bool = False
     # Frame-to-model tracking (mapping.tracking): before a keyframe is mapped its pose is aligned to
-    # the map's Gaussian centres (point-to-plane ICP); a correction over these bounds is refused.
-    # On in the robot profiles (config/*.yaml): it pays where poses are off (odometry), costs where they
-    # are exact (bench/RESULTS.md, "Keyframe poses aligned to the map")
-    track: bool = False
+    # the map's Gaussian centres (point-to-plane ICP); a correction over these bounds is refused
+    track: bool = True
     track_iters: int = 6
     track_max_residual: float = 0.02  # m; points farther off the map's surface moved or are new
     track_max_translation: float = 0.03  # m
     track_max_rotation_deg: float = 3.0
+    # m; how far an alignment to the map is off on its own. The given and the aligned pose are fused by
+    # their noise (mapping.tracking.fuse_weight): exact poses keep theirs. 0 takes every correction whole
+    track_map_sigma: float = 0.005
     lr_pose: float = 5e-4  # rad and m per step
     lambda_center_depth: float = 2.0  # pull centres onto the observed depth (Mapper.center_depth_loss)
     center_depth_band: float = 0.03  # m; centres farther from the observed depth are occluded or elsewhere

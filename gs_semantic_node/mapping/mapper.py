@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,7 @@ from .geometry import backproject, depth_normals, rotvec_to_matrix
 from .rasterizer import RenderOutput, make_rasterizer, quat_to_rotmat
 from .rectify import rectify
 from .registration import depth_at_colour_instant
-from .tracking import Alignment, align_to_map
+from .tracking import Alignment, align_to_map, blend, displacement_sq, fuse_weight
 
 
 def resolve_device(name: str) -> torch.device:
@@ -97,6 +98,8 @@ class Mapper:
         self.track_refused = 0  # keyframes whose alignment to the map was refused (mapping.tracking)
         self.last_alignment: Alignment | None = None
         self.corrections: list[torch.Tensor] = []  # (4,4) aligned pose x given pose^-1 per tracked keyframe
+        # m^2, how far each of the last accepted alignments would move the map's surface (its pose noise)
+        self.correction_sizes: deque[float] = deque(maxlen=50)
         self.carved = torch.zeros(0, dtype=torch.int32)  # object ids of the Gaussians the last keyframe carved
         self.resolution = 0.0  # voxel the map was coarsened to under its cap (0: full detail)
         self.exposure_opt = torch.optim.Adam([torch.zeros(0, requires_grad=True)], lr=cfg.lr_exposure)
@@ -243,7 +246,8 @@ class Mapper:
     @torch.no_grad()
     def track(self, kf: Keyframe) -> Alignment:
         """Align the keyframe's pose to the map's surface (mapping.tracking): the centres of its
-        Gaussians that are more opaque than not."""
+        Gaussians that are more opaque than not. The correction is taken in the share that fusing
+        the given pose with the aligned one by their noise gives (tracking.fuse_weight)."""
         g = self.map.activated()
         surface = g["means"].detach()[g["opacities"].detach().reshape(-1) > 0.5]
         try:
@@ -252,10 +256,16 @@ class Mapper:
             a = Alignment.refused(kf.T_world_cam)
         if a.accepted:
             given = kf.T_world_cam.double()
-            kf.T_world_cam = a.T_world_cam.contiguous()
+            C = a.T_world_cam.double() @ torch.linalg.inv(given)
+            sample = surface[:: max(1, len(surface) // 2000)]
+            self.correction_sizes.append(displacement_sq(C, sample))
+            a.weight = fuse_weight(self.correction_sizes, self.cfg.track_map_sigma)
+            p = surface.double().mean(0)
+            C = torch.as_tensor(blend(C[None].cpu().numpy(), np.array([a.weight]), p.cpu().numpy()), device=self.device)
+            kf.T_world_cam = (C @ given).to(kf.T_world_cam.dtype).contiguous()
             kf.viewmat = torch.linalg.inv(kf.T_world_cam).contiguous()
-            self.corrections.append(kf.T_world_cam.double() @ torch.linalg.inv(given))
-            self._hold_to_given_poses(surface.double().mean(0), kf)
+            self.corrections.append(C)
+            self._hold_to_given_poses(p, kf)
         else:  # it stays where its pose put it: no correction
             self.track_refused += 1
             self.corrections.append(torch.eye(4, dtype=torch.float64, device=self.device))
@@ -281,14 +291,8 @@ class Mapper:
         (the first and the refused: none) average that error, as the given poses' own errors average out. So the
         map and its keyframes move by the inverse of the mean correction (rotation about `p`, the
         surface's centre, where a lever arm would least distort the mean)."""
-        from scipy.spatial.transform import Rotation
-
         C = torch.stack([torch.eye(4, dtype=torch.float64, device=self.device), *self.corrections]).cpu().numpy()
-        P = p.cpu().numpy()
-        R = Rotation.from_rotvec(Rotation.from_matrix(C[:, :3, :3]).as_rotvec().mean(0)).as_matrix()
-        d = (C[:, :3, :3] @ P + C[:, :3, 3]).mean(0) - P
-        F_ = np.eye(4)
-        F_[:3, :3], F_[:3, 3] = R, P + d - R @ P
+        F_ = blend(C, np.full(len(C), 1.0 / len(C)), p.cpu().numpy())
         S = torch.as_tensor(np.linalg.inv(F_), dtype=torch.float64, device=self.device)
         self.move_map(S, [kf])
         self.corrections = [S @ c for c in self.corrections]

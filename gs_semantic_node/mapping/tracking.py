@@ -10,8 +10,10 @@ moves the pose onto the map first.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..types import Camera
@@ -27,6 +29,7 @@ class Alignment:
     rms_after: float  # ... and at the aligned one
     translation: float  # m, the correction's size
     rotation_deg: float
+    weight: float = 1.0  # the share of the correction taken (fuse_weight)
 
     @classmethod
     def refused(cls, T_world_cam: torch.Tensor) -> "Alignment":
@@ -117,3 +120,36 @@ def align_to_map(
     ok = bool(torch.isfinite(T).all()) and trans <= max_translation and rot <= max_rotation_deg
     T_out = T.to(T_world_cam.dtype) if ok else T_world_cam
     return Alignment(T_out, ok, len(r), rms_before, rms_after, trans, rot)
+
+
+def blend(corrections: np.ndarray, weights: np.ndarray, about: np.ndarray) -> np.ndarray:
+    """The rigid transform (4,4) whose rotation vector and displacement of the point `about` are the
+    weighted sums of those of `corrections` (K,4,4): their mean with weights 1/K, a share of one
+    correction with a single weight. Exact enough for the millimetres and tenths of a degree here."""
+    from scipy.spatial.transform import Rotation
+
+    C = np.asarray(corrections, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    R = Rotation.from_rotvec((w[:, None] * Rotation.from_matrix(C[:, :3, :3]).as_rotvec()).sum(0)).as_matrix()
+    d = (w[:, None] * (C[:, :3, :3] @ about + C[:, :3, 3] - about)).sum(0)
+    out = np.eye(4)
+    out[:3, :3], out[:3, 3] = R, about + d - R @ about
+    return out
+
+
+def displacement_sq(correction: torch.Tensor, points: torch.Tensor) -> float:
+    """Mean squared distance (m^2) the correction (4,4) moves the points (N,3) by."""
+    C, P = correction.to(torch.float64), points.to(torch.float64)
+    return float(((P @ C[:3, :3].T + C[:3, 3] - P) ** 2).sum(-1).mean())
+
+
+def fuse_weight(sizes_sq: Sequence[float], map_sigma: float) -> float:
+    """The share of an alignment's correction to take: the given pose and the aligned one are two
+    measurements of the pose, fused by their variances. The aligned one is off by about
+    `map_sigma` on its own (the map's centres are not exactly the surface); the given poses' noise is
+    what the corrections show beyond that (the median of their squared sizes, the last ones). Exact poses
+    keep their pose (weight ~0), poses off by much more than the map is get the map's (~1)."""
+    if map_sigma <= 0:
+        return 1.0
+    given_sq = max(0.0, float(np.median(sizes_sq)) - map_sigma**2)
+    return given_sq / (given_sq + map_sigma**2)

@@ -286,6 +286,7 @@ class GsSemanticNode(Node):
             "map_resolution_m": round(self.pipeline.mapper.resolution, 4),  # > 0: coarsened under the cap
             # keyframe poses aligned to the map (mapper.track): the last correction, and how many were refused
             "track_correction_mm": round(1000 * getattr(self.pipeline.mapper.last_alignment, "translation", 0.0), 2),
+            "track_weight": round(getattr(self.pipeline.mapper.last_alignment, "weight", 0.0), 3),  # the share taken
             "track_refused": self.pipeline.mapper.track_refused,
             "objects": len([o for o in snap.objects if not o.is_background]),
             "mapping_lag_s": round(max(0.0, self.last_input_stamp - self.last_processed_stamp), 3),

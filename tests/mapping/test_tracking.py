@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from builders import plane_frame
@@ -5,6 +7,7 @@ from scipy.spatial.transform import Rotation
 
 from gs_semantic_node.config import MapperConfig
 from gs_semantic_node.mapping.mapper import Mapper
+from gs_semantic_node.mapping.tracking import fuse_weight
 from gs_semantic_node.types import Camera, Frame
 
 
@@ -39,7 +42,7 @@ def pose_error(A, B):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_keyframe_given_a_wrong_pose_is_aligned_onto_the_map(seed):
-    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0))
+    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0, track_map_sigma=0.0))  # the correction whole
     m.integrate(corner_frame())
     truth = np.eye(4)
     truth[:3, 3] = [0.06, 0.0, 0.0]  # the next keyframe's true pose ...
@@ -57,7 +60,8 @@ def test_a_keyframe_given_a_wrong_pose_is_aligned_onto_the_map(seed):
 def test_the_map_stays_where_the_given_poses_put_it_on_average():
     """Aligned to the map, every keyframe would inherit the first keyframe's pose error. The map
     moves by the mean correction instead: the first keyframe's error is shared by all."""
-    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0, keyframe_translation=0.0, track=True))
+    cfg = MapperConfig(width=80, height=60, iters_per_keyframe=0, keyframe_translation=0.0, track=True)
+    m = Mapper(dataclasses.replace(cfg, track_map_sigma=0.0))  # the corner's map is exact
     f = corner_frame()
     f.T_world_cam = perturbed(np.eye(4), 0.008, 0.0, seed=3)  # the first pose is off, the rest are right
     m.integrate(f)
@@ -73,7 +77,7 @@ def test_the_map_stays_where_the_given_poses_put_it_on_average():
 def test_a_bare_plane_corrects_only_what_it_constrains():
     """Seen square on, a plane tells the distance to it and nothing about sliding along it: the
     correction fixes the distance and leaves the slide as given (no drift)."""
-    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0))
+    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0, track_map_sigma=0.0))
     m.integrate(plane_frame(d=1.5))
     f = plane_frame(d=1.5)
     f.T_world_cam = f.T_world_cam.copy()
@@ -92,3 +96,49 @@ def test_a_correction_past_the_bounds_is_refused():
     kf = m.prepare(f)
     assert not m.track(kf).accepted
     assert np.allclose(kf.T_world_cam.double().numpy(), f.T_world_cam, atol=1e-6) and m.track_refused == 1
+
+
+def test_the_given_and_the_aligned_pose_are_fused_by_their_noise():
+    assert fuse_weight([1e-6] * 5, 0.005) == 0.0  # corrections within the map's own error: poses exact
+    assert fuse_weight([0.02**2] * 5, 0.005) > 0.9  # corrections far beyond it: the given poses are off
+    assert 0.4 < fuse_weight([2 * 0.005**2] * 5, 0.005) < 0.6  # equal noise: half of it
+    assert fuse_weight([1e-6], 0.0) == 1.0  # no map error assumed: the whole correction
+
+
+def walk(m, poses, truths, lift=0.0):
+    """Integrate corner frames seen from `truths` at the given `poses`; after the first, the map's
+    centres are lifted by `lift` (a map a few millimetres off the surface, as real ones are)."""
+    for k, (T, truth) in enumerate(zip(poses, truths)):
+        f = corner_frame(truth)
+        f.T_world_cam = T
+        m.integrate(f)
+        if k == 0 and lift:
+            m.map.params["means"].data[:, 2] += lift
+    return [pose_error(kf.T_world_cam.double().numpy(), t)[0] for kf, t in zip(m.keyframes, truths)]
+
+
+def test_exact_poses_keep_their_pose_against_a_map_that_is_off():
+    truths = [np.eye(4) for _ in range(6)]
+    for k, T in enumerate(truths):
+        T[:3, 3] = [0.01 * k, -0.005 * k, 0.0]
+    cfg = dict(width=80, height=60, iters_per_keyframe=0, keyframe_translation=0.0, track=True)
+    whole = walk(Mapper(MapperConfig(**cfg, track_map_sigma=0.0)), [t.copy() for t in truths], truths, lift=0.003)
+    fused = walk(Mapper(MapperConfig(**cfg)), [t.copy() for t in truths], truths, lift=0.003)
+    assert max(whole) > 0.001, whole  # taken whole, the map's 3 mm go into the poses
+    assert max(fused) < 0.0005, fused  # fused, the poses stay where they were given
+
+
+def test_poses_off_by_more_than_the_map_are_still_aligned_to_it():
+    """Given poses off by centimetres against a map trusted to 2 mm: nearly the whole correction."""
+    truths = [np.eye(4) for _ in range(6)]
+    for k, T in enumerate(truths):
+        T[:3, 3] = [0.01 * k, -0.005 * k, 0.0]
+    given = [truths[0].copy()] + [perturbed(t, 0.012, 0.4, seed=k) for k, t in enumerate(truths[1:])]
+    cfg = MapperConfig(width=80, height=60, iters_per_keyframe=0, keyframe_translation=0.0, track=True)
+    m = Mapper(dataclasses.replace(cfg, track_map_sigma=0.002))
+    walk(m, given, truths)
+    anchor = np.linalg.inv(m.keyframes[0].T_world_cam.double().numpy())  # the map moves with its keyframes
+    after = [pose_error(anchor @ kf.T_world_cam.double().numpy(), t)[0] for kf, t in zip(m.keyframes, truths)]
+    before = [pose_error(g, t)[0] for g, t in zip(given, truths)]
+    assert m.last_alignment.weight > 0.8
+    assert np.mean(after[1:]) < 0.35 * np.mean(before[1:]), (before, after)
