@@ -33,7 +33,7 @@ class Alignment:
 
     @classmethod
     def refused(cls, T_world_cam: torch.Tensor) -> "Alignment":
-        return cls(T_world_cam, False, 0, float("nan"), float("nan"), 0.0, 0.0)
+        return cls(T_world_cam, False, 0, float("nan"), float("nan"), 0.0, 0.0, weight=0.0)  # nothing taken
 
 
 def align_to_map(
