@@ -297,6 +297,10 @@ class NodeConfig:
     # s added to depth stamps: when the depth was really captured (a depth camera stamping its frames
     # late); depth taken at another instant than the colour is moved to the colour instant (mapping.registration)
     depth_time_offset: float = 0.0
+    # s from the colour camera's first row to its last (rolling shutter; 0: global shutter). The stamp is
+    # taken as the middle row's instant; each row's pose is interpolated and the colour carried to the
+    # stamp's (mapping.shutter)
+    rgb_readout: float = 0.0
     pose_max_gap: float = 0.25  # s: poses further apart than this are not interpolated between
     pose_wait: float = 1.0  # s an image set waits for a pose after its stamp, then is skipped
     gt_instances_topic: str = "/sim/instance_mask"

@@ -17,7 +17,7 @@ import torch
 
 from .config import Config
 from .mapping.mapper import Keyframe, Mapper
-from .mapping.rectify import rectify
+from .mapping.registration import one_instant
 from .perception.factory import make_embedder, make_mask_generator
 from .query.engine import QueryEngine, QueryResult
 from .semantics.features import distill
@@ -76,7 +76,7 @@ class SemanticMappingPipeline:
         with self._work_lock:
             t0 = time.perf_counter()
             if self.mapper.is_keyframe(frame.T_world_cam):
-                frame = rectify(frame)  # masks and embeddings see the pinhole image the map is rendered with
+                frame = one_instant(frame)  # masks and embeddings see the image the map is rendered as
             kf = self.mapper.integrate(frame)
             if kf is None:
                 return False

@@ -55,6 +55,9 @@ class Frame:
     # the colour camera's pose when the depth was captured, where that differs from T_world_cam (a
     # depth camera not triggered with the colour one); the mapper moves the depth to the colour instant
     T_world_depth: np.ndarray | None = None
+    # a rolling-shutter colour camera's poses at its first and last row (node.rgb_readout); the mapper
+    # carries the colour to the stamp's instant (mapping.shutter)
+    T_world_rows: tuple | None = None
 
     @property
     def viewmat(self) -> np.ndarray:

@@ -9,6 +9,7 @@ to is not what a robot asks.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
 from ..mapping.mapper import Mapper, backproject
+from ..mapping.shutter import rolling
 from ..semantics.boxes import box_iou
 from ..types import Frame, OrientedBox
 
@@ -164,10 +166,15 @@ def psnr(mse: float) -> float:
 @torch.no_grad()
 def evaluate_view(m: Mapper, frame: Frame) -> dict:
     """PSNR and depth L1 of the map rendered at a (held-out) frame; `psnr_observed` over the
-    pixels the keyframes saw (`observed`)."""
-    kf = m.prepare(frame)
+    pixels the keyframes saw (`observed`). A rolling-shutter view (row poses) is compared as recorded:
+    the render at its stamp rolled by the shutter model through the render's own depth (mapping.shutter)."""
+    kf = m.prepare(dataclasses.replace(frame, T_world_rows=None))
     out = m.render(kf, detach_geometry=True)
-    se = (out.colors.clamp(0, 1) - kf.rgb) ** 2
+    colors = out.colors.clamp(0, 1)
+    if frame.T_world_rows is not None:
+        drawn = torch.where(out.alpha > 0.5, out.depth, torch.zeros_like(out.depth))
+        colors = rolling(colors, drawn, kf.camera, frame.T_world_cam, frame.T_world_rows)
+    se = (colors - kf.rgb) ** 2
     seen = observed(m, kf)
     valid = (kf.depth > 0) & (out.alpha > 0.5)
     dl1 = float((out.depth - kf.depth).abs()[valid].mean()) if bool(valid.any()) else float("nan")

@@ -12,6 +12,8 @@ frames from the same messages.
 - a depth image captured at another instant than the colour (its stamp + `node.depth_time_offset`)
   carries the pose of that instant too (`Frame.T_world_depth`), so the mapper can move it to the
   colour instant; a hardware-synchronised camera (same stamps) gets none;
+- a rolling-shutter colour image (`node.rgb_readout`) carries the poses of its first and last row
+  (`Frame.T_world_rows`), so the mapper can carry its rows to the stamp's instant (mapping.shutter);
 - everything is validated by InputValidator; a rejected set becomes an InputFault handed to
   `on_fault`, never an exception out of `add_*`.
 """
@@ -137,7 +139,7 @@ class FrameAssembler:
             if self.camera_info is None and not final and len(self.pending) < self.max_pending:
                 break  # camera_info still to come (slow rate, late start)
             newest = self.poses.newest
-            waiting = newest is None or newest < t
+            waiting = newest is None or newest < t + max(0.0, self.cfg.rgb_readout) / 2
             if (
                 waiting
                 and not final
@@ -167,6 +169,7 @@ class FrameAssembler:
                         got.get("gt"),
                         index=self.validator.accepted,
                         pose_depth=self._depth_pose(t, got["depth"]),
+                        pose_rows=self._row_poses(t),
                     )
                 )
             except InputFault as e:
@@ -182,6 +185,15 @@ class FrameAssembler:
         if abs(td - t) < 1e-4:
             return None
         return self.poses.at(td, self.cfg.sync_slop)
+
+    def _row_poses(self, t: float) -> tuple | None:
+        """The camera poses at the first and last row of a rolling-shutter colour image stamped t
+        (node.rgb_readout, the stamp its middle row's instant); None for a global shutter or unknown."""
+        r = self.cfg.rgb_readout
+        if r <= 0:
+            return None
+        first, last = self.poses.at(t - r / 2, self.cfg.sync_slop), self.poses.at(t + r / 2, self.cfg.sync_slop)
+        return None if first is None or last is None else (first, last)
 
     def _image_lead(self, t: float) -> float:
         """How far the newest waiting image is ahead of t (images keep coming while a pose is late)."""

@@ -128,9 +128,12 @@ class InputValidator:
         except ImageError as e:
             raise InputFault(e.reason if e.reason != "encoding" else "encoding", str(e)) from e
 
-    def frame(self, rgb_msg, depth_msg, info_msg, pose, gt_msg=None, index: int = -1, pose_depth=None) -> Frame:
+    def frame(
+        self, rgb_msg, depth_msg, info_msg, pose, gt_msg=None, index: int = -1, pose_depth=None, pose_rows=None
+    ) -> Frame:
         """Validate one synchronised set (`pose`: a pose message or a 4x4 matrix already
-        interpolated to the image stamp; `pose_depth` the one at the depth's capture, when it differs);
+        interpolated to the image stamp; `pose_depth` the one at the depth's capture, when it differs;
+        `pose_rows` those at the first and last colour row of a rolling shutter);
         raises InputFault, updates nothing on failure."""
         if info_msg is None:
             raise InputFault("camera_info_missing", "no CameraInfo received yet")
@@ -177,7 +180,9 @@ class InputValidator:
         self.accepted += 1
         if pose_depth is not None and not np.all(np.isfinite(pose_depth)):
             pose_depth = None
-        return Frame(rgb, depth, cam, T, stamp, index, gt, pose_depth)
+        if pose_rows is not None and not all(np.all(np.isfinite(p)) for p in pose_rows):
+            pose_rows = None
+        return Frame(rgb, depth, cam, T, stamp, index, gt, pose_depth, pose_rows)
 
     def reset_time(self):
         """After a detected bag restart: accept the new time line."""

@@ -24,8 +24,7 @@ from .compaction import choose_voxel, merge_in_voxels, rotmat_to_quat
 from .gaussians import GaussianMap
 from .geometry import backproject, depth_normals, rotvec_to_matrix
 from .rasterizer import RenderOutput, make_rasterizer, quat_to_rotmat
-from .rectify import rectify
-from .registration import depth_at_colour_instant
+from .registration import one_instant
 from .tracking import Alignment, align_to_map, blend, displacement_sq, fuse_weight
 
 
@@ -109,9 +108,9 @@ class Mapper:
 
     # ---------------------------------------------------------------- frames
     def prepare(self, frame: Frame) -> Keyframe:
-        """Rectify a frame (mapping.rectify), move its depth to the colour's instant
-        (mapping.registration), resample it to the working resolution and move it to the mapping device."""
-        frame = depth_at_colour_instant(rectify(frame))
+        """The frame at one instant through a pinhole (mapping.registration.one_instant), resampled to
+        the working resolution and moved to the mapping device."""
+        frame = one_instant(frame)
         W = self.cfg.width or frame.camera.width
         H = self.cfg.height or frame.camera.height
         # frames decoded from a bag are read-only views; torch wants writable memory (copied if not)

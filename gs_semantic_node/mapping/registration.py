@@ -1,4 +1,5 @@
-"""Depth taken at another instant than the colour, moved to the colour's instant.
+"""A frame brought to the one instant and pinhole camera the map renders with (`one_instant`); here,
+depth taken at another instant than the colour, moved to the colour's instant.
 
 A depth camera that is not triggered with the colour camera (Kinect v1, many stereo heads) captures
 each depth map some milliseconds apart from the colour image it is paired with; on a moving robot
@@ -15,6 +16,14 @@ import numpy as np
 import torch
 
 from ..types import Frame
+from .rectify import rectify
+from .shutter import global_shutter
+
+
+def one_instant(frame: Frame) -> Frame:
+    """The frame as the map's camera model takes it: a pinhole image (mapping.rectify), the depth
+    at the colour's instant and every colour row at the stamp's (mapping.shutter). Idempotent."""
+    return global_shutter(depth_at_colour_instant(rectify(frame)))
 
 
 def depth_at_colour_instant(frame: Frame) -> Frame:

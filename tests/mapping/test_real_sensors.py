@@ -124,3 +124,38 @@ def test_depth_captured_elsewhere_is_moved_to_the_colour_camera():
     assert out[30, 41] == 1.0 and out[30, 42] == 2.0 and depth[30, 41] == 2.0  # the near surface occludes
     assert (out[:, :2] == 0).all() and (out[:, 2:40] == 1.0).all()  # nothing lands at the left border: holes
     assert depth_at_colour_instant(dataclasses.replace(f, T_world_depth=None)).depth is depth
+
+
+def _edge_columns(rgb: np.ndarray) -> np.ndarray:
+    """Per row, the column where a dark-left / bright-right edge lies (sub-pixel, by the bright share)."""
+    return (rgb[..., 0] < 128).sum(axis=1).astype(float)
+
+
+def test_a_rolling_shutter_image_is_carried_to_the_stamp_and_rolled_back():
+    from gs_semantic_node.mapping.shutter import global_shutter, rolling
+
+    cam = Camera(60, 60, 39.5, 29.5, 80, 60)
+    turn = 0.12  # rad the camera turns about its y axis during the readout (first row -> last)
+
+    def yaw(a):
+        T = np.eye(4)
+        T[:3, :3] = [[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]
+        return T
+
+    # a vertical edge at x = 0 on a plane 2 m ahead of the camera at the stamp; each row sees it from
+    # its own instant's yaw (the stamp is the middle row's)
+    v, u = np.mgrid[0:60, 0:80].astype(float)
+    th = ((v + 0.5) / 60 - 0.5) * turn
+    x, z = (u - cam.cx) / cam.fx, np.ones_like(u)
+    xw = np.cos(th) * x + np.sin(th) * z  # the ray turned to the stamp's camera; it meets x = 0 where xw = 0
+    rgb = np.where(xw > 0, 255, 0).astype(np.uint8)[..., None].repeat(3, -1)
+    rows = (yaw(-turn / 2), yaw(turn / 2))
+    f = Frame(rgb, np.full((60, 80), 2.0, np.float32), cam, np.eye(4), 0.0, 0, None, None, rows)
+    before = _edge_columns(rgb)
+    assert before.max() - before.min() > 5  # the recorded edge leans: 60 * 0.12 = 7 px top to bottom
+    out = global_shutter(f)
+    after = _edge_columns(out.rgb)
+    assert np.abs(after - (cam.cx + 0.5)).max() <= 1.0, after  # upright, where the stamp's camera sees it
+    assert out.T_world_rows is None and global_shutter(out) is out
+    rolled = rolling(torch.from_numpy(out.rgb).float() / 255, torch.full((60, 80), 2.0), cam, np.eye(4), rows)
+    assert np.abs(_edge_columns((rolled.numpy() * 255).astype(np.uint8)) - before).max() <= 1.0
