@@ -76,6 +76,11 @@ def preflight(cfg: Config) -> None:
     voc = cfg.semantics.vocabulary
     if not voc or not all(isinstance(v, str) and v.strip() for v in voc):
         raise StartupError("semantics.vocabulary must be a non-empty list of class names")
+    if not 0.0 <= cfg.node.rgb_readout < 0.1:
+        raise StartupError(
+            f"node.rgb_readout {cfg.node.rgb_readout} s is no colour readout (0: global shutter; a rolling "
+            "shutter reads its rows out within one frame period)"
+        )
     d = Path(cfg.node.map_dir).expanduser()
     try:
         d.mkdir(parents=True, exist_ok=True)

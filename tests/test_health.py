@@ -40,6 +40,7 @@ def test_preflight_passes_a_complete_config(tmp_path):
         (lambda c: setattr(c.semantics, "vocabulary", []), "semantics.vocabulary"),
         (lambda c: setattr(c.mapper, "backend", "gsplat"), "gsplat"),
         (lambda c: setattr(c.node, "map_dir", "/proc/no/such"), "node.map_dir"),
+        (lambda c: setattr(c.node, "rgb_readout", -0.02), "node.rgb_readout -0.02 s is no colour readout"),
     ],
 )
 def test_preflight_names_what_is_missing(tmp_path, change, words):
