@@ -22,7 +22,7 @@ from .common import (
     scenes,
     write_rows,
 )
-from .metrics import evaluate_view, heldout_summary, surface_error
+from .metrics import evaluate_view, heldout_summary, predict_view, surface_error
 
 
 def bench_mapping(
@@ -114,9 +114,8 @@ def bench_mapping(
 @torch.no_grad()
 def view_strip(m: Mapper, frame) -> np.ndarray:
     """One held-out view as ground truth | render | |error| (x4), side by side, at the working resolution."""
-    kf = m.prepare(frame)
-    out = m.render(kf, detach_geometry=True)
-    gt, render = kf.rgb.cpu().numpy(), out.colors.clamp(0, 1).cpu().numpy()
+    kf, _, colors = predict_view(m, frame)
+    gt, render = kf.rgb.cpu().numpy(), colors.cpu().numpy()
     err = np.repeat(np.clip(4 * np.abs(render - gt).mean(-1, keepdims=True), 0, 1), 3, -1)
     return (np.concatenate([gt, render, err], 1) * 255).astype(np.uint8)
 

@@ -164,16 +164,24 @@ def psnr(mse: float) -> float:
 
 
 @torch.no_grad()
-def evaluate_view(m: Mapper, frame: Frame) -> dict:
-    """PSNR and depth L1 of the map rendered at a (held-out) frame; `psnr_observed` over the
-    pixels the keyframes saw (`observed`). A rolling-shutter view (row poses) is compared as recorded:
-    the render at its stamp rolled by the shutter model through the render's own depth (mapping.shutter)."""
+def predict_view(m: Mapper, frame: Frame):
+    """(keyframe as recorded, render, colours the camera would have taken) for a (held-out) frame. A
+    rolling-shutter view (row poses) is predicted as recorded: the render at its stamp rolled by the
+    shutter model through the render's own depth (mapping.shutter)."""
     kf = m.prepare(dataclasses.replace(frame, T_world_rows=None))
     out = m.render(kf, detach_geometry=True)
     colors = out.colors.clamp(0, 1)
     if frame.T_world_rows is not None:
         drawn = torch.where(out.alpha > 0.5, out.depth, torch.zeros_like(out.depth))
         colors = rolling(colors, drawn, kf.camera, frame.T_world_cam, frame.T_world_rows)
+    return kf, out, colors
+
+
+@torch.no_grad()
+def evaluate_view(m: Mapper, frame: Frame) -> dict:
+    """PSNR and depth L1 of the map rendered at a (held-out) frame (`predict_view`); `psnr_observed`
+    over the pixels the keyframes saw (`observed`)."""
+    kf, out, colors = predict_view(m, frame)
     se = (colors - kf.rgb) ** 2
     seen = observed(m, kf)
     valid = (kf.depth > 0) & (out.alpha > 0.5)
