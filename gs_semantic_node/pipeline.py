@@ -76,7 +76,8 @@ class SemanticMappingPipeline:
         with self._work_lock:
             t0 = time.perf_counter()
             if self.mapper.is_keyframe(frame.T_world_cam):
-                frame = one_instant(frame)  # masks and embeddings see the image the map is rendered as
+                # masks and embeddings see the image the map is rendered as
+                frame = one_instant(frame, self.mapper.device)
             kf = self.mapper.integrate(frame)
             if kf is None:
                 return False

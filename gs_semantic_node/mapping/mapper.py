@@ -110,7 +110,7 @@ class Mapper:
     def prepare(self, frame: Frame) -> Keyframe:
         """The frame at one instant through a pinhole (mapping.registration.one_instant), resampled to
         the working resolution and moved to the mapping device."""
-        frame = one_instant(frame)
+        frame = one_instant(frame, self.device)
         W = self.cfg.width or frame.camera.width
         H = self.cfg.height or frame.camera.height
         # frames decoded from a bag are read-only views; torch wants writable memory (copied if not)

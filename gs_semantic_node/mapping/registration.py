@@ -20,10 +20,10 @@ from .rectify import rectify
 from .shutter import global_shutter
 
 
-def one_instant(frame: Frame) -> Frame:
+def one_instant(frame: Frame, device="cpu") -> Frame:
     """The frame as the map's camera model takes it: a pinhole image (mapping.rectify), the depth
-    at the colour's instant and every colour row at the stamp's (mapping.shutter). Idempotent."""
-    return global_shutter(depth_at_colour_instant(rectify(frame)))
+    at the colour's instant and every colour row at the stamp's (mapping.shutter, on `device`). Idempotent."""
+    return global_shutter(depth_at_colour_instant(rectify(frame)), device)
 
 
 def depth_at_colour_instant(frame: Frame) -> Frame:

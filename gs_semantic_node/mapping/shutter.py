@@ -76,18 +76,18 @@ def _sample(img: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
     return out[0].permute(1, 2, 0)
 
 
-def global_shutter(frame: Frame) -> Frame:
-    """The frame with its colour as the camera at its stamp would have seen it; unchanged without row
-    poses. Pinhole camera and depth at the colour's instant first (mapping.registration)."""
+def global_shutter(frame: Frame, device="cpu") -> Frame:
+    """The frame with its colour as the camera at its stamp would have seen it (computed on `device`);
+    unchanged without row poses. Pinhole camera and depth at the colour's instant first (mapping.registration)."""
     if frame.T_world_rows is None:
         return frame
-    depth = torch.from_numpy(np.require(frame.depth, np.float32, "C"))
+    depth = torch.from_numpy(np.require(frame.depth, np.float32, "C")).to(device)
     fl = row_flow(depth, frame.camera, frame.T_world_cam, frame.T_world_rows)
     H, W = depth.shape
     # the flow is smooth (a degree of turn, millimetres of travel): taken where the pixel lands, the
     # backward warp global(p) = rolling(p - flow(p)) needs no splatting
-    rgb = torch.from_numpy(np.require(frame.rgb, requirements="C")).float()
-    rgb = _sample(rgb, _pixels(H, W, "cpu") - fl).round().clamp(0, 255).to(torch.uint8).numpy()
+    rgb = torch.from_numpy(np.require(frame.rgb, requirements="C")).to(device).float()
+    rgb = _sample(rgb, _pixels(H, W, device) - fl).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
     return dataclasses.replace(frame, rgb=rgb, T_world_rows=None)
 
 
