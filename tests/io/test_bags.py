@@ -54,7 +54,9 @@ def test_import_tum_then_every_frame_reads_back(tmp_path):
         assert g.T_world_rows is None  # a global shutter unless node.rgb_readout says otherwise
     for f, g in zip(truth, read_frames(tmp_path, NodeConfig(rgb_readout=0.02))):  # the Kinect v1's rolling shutter
         first, last = g.T_world_rows
-        assert np.allclose(first, tum_pose(f["t"] - 0.01), atol=1e-6) and np.allclose(last, tum_pose(f["t"] + 0.01))
+        assert np.allclose(first, tum_pose(f["t"] - 0.01), atol=1e-6) and np.allclose(
+            last, tum_pose(f["t"] + 0.01), atol=1e-6
+        )
     import_tum(TUM, tmp_path / "late", ImportOptions(limit=3, pose_offset=0.03))
     late = tum_truth(3, pose_offset=0.03)
     for f, g in zip(late, read_frames(tmp_path / "late")):

@@ -127,8 +127,15 @@ def test_depth_captured_elsewhere_is_moved_to_the_colour_camera():
 
 
 def _edge_columns(rgb: np.ndarray) -> np.ndarray:
-    """Per row, the column where a dark-left / bright-right edge lies (sub-pixel, by the bright share)."""
+    """Per row, where a dark-left / bright-right edge lies: the count of dark pixels."""
     return (rgb[..., 0] < 128).sum(axis=1).astype(float)
+
+
+def _yaw(a: float) -> np.ndarray:
+    """A camera turned by a rad about its y axis."""
+    T = np.eye(4)
+    T[:3, :3] = [[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]
+    return T
 
 
 def test_a_rolling_shutter_image_is_carried_to_the_stamp_and_rolled_back():
@@ -137,11 +144,6 @@ def test_a_rolling_shutter_image_is_carried_to_the_stamp_and_rolled_back():
     cam = Camera(60, 60, 39.5, 29.5, 80, 60)
     turn = 0.12  # rad the camera turns about its y axis during the readout (first row -> last)
 
-    def yaw(a):
-        T = np.eye(4)
-        T[:3, :3] = [[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]
-        return T
-
     # a vertical edge at x = 0 on a plane 2 m ahead of the camera at the stamp; each row sees it from
     # its own instant's yaw (the stamp is the middle row's)
     v, u = np.mgrid[0:60, 0:80].astype(float)
@@ -149,7 +151,7 @@ def test_a_rolling_shutter_image_is_carried_to_the_stamp_and_rolled_back():
     x, z = (u - cam.cx) / cam.fx, np.ones_like(u)
     xw = np.cos(th) * x + np.sin(th) * z  # the ray turned to the stamp's camera; it meets x = 0 where xw = 0
     rgb = np.where(xw > 0, 255, 0).astype(np.uint8)[..., None].repeat(3, -1)
-    rows = (yaw(-turn / 2), yaw(turn / 2))
+    rows = (_yaw(-turn / 2), _yaw(turn / 2))
     f = Frame(rgb, np.full((60, 80), 2.0, np.float32), cam, np.eye(4), 0.0, 0, None, None, rows)
     before = _edge_columns(rgb)
     assert before.max() - before.min() > 5  # the recorded edge leans: 60 * 0.12 = 7 px top to bottom
@@ -168,9 +170,7 @@ def test_a_held_out_rolling_shutter_view_is_scored_against_the_rolled_render():
     m.integrate(plane_frame())
     still = dataclasses.replace(plane_frame(), T_world_rows=(np.eye(4), np.eye(4)))  # no motion in the readout
     assert evaluate_view(m, still)["psnr"] == pytest.approx(evaluate_view(m, plane_frame())["psnr"], abs=1e-3)
-    turn = np.eye(4)
-    turn[:3, :3] = [[np.cos(0.1), 0, np.sin(0.1)], [0, 1, 0], [-np.sin(0.1), 0, np.cos(0.1)]]
-    turning = dataclasses.replace(plane_frame(), T_world_rows=(np.linalg.inv(turn), turn))
+    turning = dataclasses.replace(plane_frame(), T_world_rows=(_yaw(-0.1), _yaw(0.1)))
     # the recorded image shows the colour edge upright, as a global shutter would: a render rolled by a
     # 0.2 rad turn leans it, so the prediction is worse than for a still camera
     assert evaluate_view(m, turning)["psnr"] < evaluate_view(m, still)["psnr"] - 1.0
