@@ -3,7 +3,7 @@
 # Carries .whl/ (gsplat, rosbags + deps, pytorch-msssim; cp312 wheels) and .devdata/tum/: the TUM fr1/xyz
 # frames `bench mapping` uses (every 2nd of ../shared/data/tum_fr1_xyz, RGB as lossless WebP to fit the
 # device's 64 MiB carry; `import tum` of the decoded folder writes the very bag `import tum --every 2` does).
-# Prepare here: `python3 bench/tum_devdata.py`. Every row writes its JSON, report and pictures; they come
+# Prepare here: `python3 bench/tum_devdata.py`; run there as `COMMIT=<hash> bash bench/gpu_real.sh`. Every row writes its JSON, report and pictures; they come
 # back as one archive ($OUT/gpu_real.tgz) with the log ($OUT/log.txt).
 set -u
 OUT=${OUT:-out/gpu}
@@ -18,7 +18,7 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHO
 exec > >(tee "$OUT/log.txt") 2>&1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 $PY -c "import torch, gsplat; print('torch', torch.__version__, torch.version.cuda, 'gsplat', gsplat.__version__)"
-git log -1 --format='commit %h %s' 2>/dev/null || true
+git log -1 --format='commit %h %s' 2>/dev/null || echo "commit ${COMMIT:-unknown: the device gets no .git, so give COMMIT=<hash>}"
 # TUM: decode the WebP frames back to PNG (lossless) and import as usual
 rm -rf "$W/tum" && cp -r .devdata/tum "$W/tum"
 $PY - "$W/tum" <<'PY'
