@@ -38,7 +38,8 @@ def depth_normals(depth: torch.Tensor, points: torch.Tensor) -> tuple[torch.Tens
 
 
 def rotvec_to_matrix(w: torch.Tensor) -> torch.Tensor:
-    """(3,) rotation vector -> (3,3) rotation (differentiable: pose refinement optimises through it)."""
-    z = torch.zeros_like(w[0])
-    W = torch.stack([torch.stack([z, -w[2], w[1]]), torch.stack([w[2], z, -w[0]]), torch.stack([-w[1], w[0], z])])
+    """(..., 3) rotation vectors -> (..., 3, 3) rotations (differentiable: pose refinement optimises through it)."""
+    x, y, t = w[..., 0], w[..., 1], w[..., 2]
+    z = torch.zeros_like(x)
+    W = torch.stack([torch.stack([z, -t, y], -1), torch.stack([t, z, -x], -1), torch.stack([-y, x, z], -1)], -2)
     return torch.linalg.matrix_exp(W)

@@ -16,25 +16,10 @@ import dataclasses
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.spatial.transform import Rotation
 
 from ..types import Camera, Frame
-
-
-def _rodrigues(w: torch.Tensor) -> torch.Tensor:
-    """(N, 3) rotation vectors -> (N, 3, 3) matrices."""
-    th = w.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-    k = w / th
-    K = torch.zeros(w.shape[0], 3, 3, dtype=w.dtype, device=w.device)
-    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
-    K = K - K.transpose(1, 2)
-    s, c = torch.sin(th)[..., None], torch.cos(th)[..., None]
-    return torch.eye(3, dtype=w.dtype, device=w.device) + s * K + (1 - c) * (K @ K)
-
-
-def _rotvec(R: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    return Rotation.from_matrix(R).as_rotvec()
+from .geometry import backproject, rotvec_to_matrix
 
 
 def _pixels(H: int, W: int, device, dtype=torch.float32) -> torch.Tensor:
@@ -53,15 +38,15 @@ def row_flow(depth: torch.Tensor, cam: Camera, T_world_cam: np.ndarray, rows: tu
     dev = depth.device
     first, last = (np.linalg.inv(T_world_cam) @ np.asarray(T) for T in rows)  # row cameras in the stamp's
     rel = np.linalg.inv(first) @ last
-    w = torch.as_tensor(_rotvec(rel[:3, :3]), dtype=torch.float64, device=dev)
+    w = torch.as_tensor(Rotation.from_matrix(rel[:3, :3]).as_rotvec(), dtype=torch.float64, device=dev)
     t = torch.as_tensor(rel[:3, 3], dtype=torch.float64, device=dev)
     z = depth.double()
     ok = z > 0
     z = torch.where(ok, z, z[ok].median() if bool(ok.any()) else torch.ones((), dtype=z.dtype, device=dev))
     u, v = _pixels(H, W, dev, torch.float64).unbind(-1)
     s = (torch.arange(H, dtype=torch.float64, device=dev) + 0.5) / H - 0.5  # each row's instant / readout
-    P = torch.stack([(u - cam.cx) / cam.fx * z, (v - cam.cy) / cam.fy * z, z], -1)
-    Q = torch.einsum("hij,hwj->hwi", _rodrigues(s[:, None] * w), P) + (s[:, None] * t)[:, None, :]
+    P = backproject(z, cam, torch.eye(4, dtype=z.dtype, device=dev))  # in the row's camera
+    Q = torch.einsum("hij,hwj->hwi", rotvec_to_matrix(s[:, None] * w), P) + (s[:, None] * t)[:, None, :]
     zq = Q[..., 2].clamp(min=1e-6)
     return torch.stack([Q[..., 0] / zq * cam.fx + cam.cx - u, Q[..., 1] / zq * cam.fy + cam.cy - v], -1).float()
 
