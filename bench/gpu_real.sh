@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# GPU figures of the mapper on real data on the device machine: `bash bench/gpu_real.sh` (TUM fr1/xyz, 640×480 and 160×120).
+# GPU figures of the mapper on real data (TUM fr1/xyz, 640×480 and 160×120) on the device machine.
 # Carries .whl/ (gsplat, rosbags + deps, pytorch-msssim; cp312 wheels) and .devdata/tum/: the TUM fr1/xyz
 # frames `bench mapping` uses (every 2nd of ../shared/data/tum_fr1_xyz, RGB as lossless WebP to fit the
 # device's 64 MiB carry; `import tum` of the decoded folder writes the very bag `import tum --every 2` does).
-# Prepare here: `python3 bench/tum_devdata.py`; run there as `COMMIT=<hash> bash bench/gpu_real.sh`. Every row writes its JSON, report and pictures; they come
-# back as one archive ($OUT/gpu_real.tgz) with the log ($OUT/log.txt).
+# Prepare here: `python3 bench/tum_devdata.py`; run there as `COMMIT=<hash> bash bench/gpu_real.sh`.
+# Every row writes its JSON, report and pictures; they come back as one archive ($OUT/gpu_real.tgz)
+# with the log ($OUT/log.txt).
 set -u
 OUT=${OUT:-out/gpu}
 PY=${PY:-python3}

@@ -43,12 +43,15 @@ def row_flow(depth: torch.Tensor, cam: Camera, T_world_cam: np.ndarray, rows: tu
     z = depth.double()
     ok = z > 0
     z = torch.where(ok, z, z[ok].median() if bool(ok.any()) else torch.ones((), dtype=z.dtype, device=dev))
-    u, v = _pixels(H, W, dev, torch.float64).unbind(-1)
     s = (torch.arange(H, dtype=torch.float64, device=dev) + 0.5) / H - 0.5  # each row's instant / readout
     P = backproject(z, cam, torch.eye(4, dtype=z.dtype, device=dev))  # in the row's camera
     Q = torch.einsum("hij,hwj->hwi", rotvec_to_matrix(s[:, None] * w), P) + (s[:, None] * t)[:, None, :]
-    zq = Q[..., 2].clamp(min=1e-6)
-    return torch.stack([Q[..., 0] / zq * cam.fx + cam.cx - u, Q[..., 1] / zq * cam.fy + cam.cy - v], -1).float()
+
+    def project(X):
+        zx = X[..., 2].clamp(min=1e-6)
+        return torch.stack([X[..., 0] / zx * cam.fx + cam.cx, X[..., 1] / zx * cam.fy + cam.cy], -1)
+
+    return (project(Q) - project(P)).float()  # project(P) is the pixel itself
 
 
 def _sample(img: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
