@@ -33,8 +33,8 @@ $PY -m gs_semantic_node.cli import tum "$W/tum" "$W/tum_xyz" 2>&1 | tail -1
 timeout 240 $PY -m pytest -q -p no:cacheprovider tests/mapping/test_gsplat_parity.py tests/mapping/test_mapper.py 2>&1 | tail -4
 pack() { tar -C "$W" --exclude=tum --exclude=tum_xyz -czf "$OUT/gpu_real.tgz" .; }
 B="$PY -m gs_semantic_node.cli bench"
-T="-p node.depth_time_offset:=-0.025 -p node.rgb_readout:=0.02"
-FIX="-p mapper.lambda_dssim:=0.2 -p mapper.exposure_compensation:=true -p mapper.depth_noise_weighting:=true"
+T="--params config/kinect_v1.yaml"  # depth offset, readout, exposure compensation, pose refinement
+FIX="-p mapper.lambda_dssim:=0.2 -p mapper.depth_noise_weighting:=true"
 while IFS='|' read -r tag args; do
   [[ -n $tag ]] || continue
   echo "== $tag: bench mapping $args"
@@ -43,6 +43,7 @@ while IFS='|' read -r tag args; do
 done <<ROWS
 t640_it8|--width 640 --height 480 --iters 8
 t640_it8_nocarve|--width 640 --height 480 --iters 8 -p mapper.free_space_carving:=false
+t640_it8_norefine|--width 640 --height 480 --iters 8 -p mapper.pose_refinement:=false
 t640_it8_fix|--width 640 --height 480 --iters 8 $FIX
 t640_it20|--width 640 --height 480 --iters 20
 t640_it20_fix|--width 640 --height 480 --iters 20 $FIX
@@ -50,7 +51,6 @@ t160_it8|--width 160 --height 120 --iters 8
 t640_it8_global|--width 640 --height 480 --iters 8 -p node.rgb_readout:=0
 t640_it8_notrack|--width 640 --height 480 --iters 8 -p mapper.track:=false
 t640_it8_cap1M|--width 640 --height 480 --iters 8 --max-gaussians 1000000
-t160_it8_nocarve|--width 160 --height 120 --iters 8 -p mapper.free_space_carving:=false
 ROWS
 echo "== lift 640x480"
 timeout 90 $B lift --sim-dirs "$W/tum_xyz" --width 640 --height 480 --sizes 100000,500000 --repeats 3 --out "$W/lift" 2>&1 \

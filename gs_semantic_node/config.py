@@ -139,7 +139,9 @@ class MapperConfig:
     # holds centres on the observed surface (`bench mapping`, bench/RESULTS.md).
     lambda_depth: float = 0.2
     lambda_dssim: float = 0.0  # photometric loss (1 - l) L1 + l D-SSIM (3DGS: 0.2)
-    exposure_compensation: bool = False  # an affine colour response per keyframe, optimised with the map
+    # an affine colour response per keyframe (auto exposure, white balance), optimised with the map; the
+    # first keyframe anchors the colours, a view between keyframes takes its instant's (Mapper.exposure_at)
+    exposure_compensation: bool = False
     lr_exposure: float = 1e-3
     depth_noise_weighting: bool = False  # depth loss weighted by the sensor's noise (~ depth^2), none at edges
     # a small rigid correction per keyframe pose, optimised with the map (the first keyframe anchors
@@ -240,6 +242,10 @@ class SemanticsConfig:
     box_flat_coverage: float = 0.75
     box_round_coverage: float = 0.4
     box_grow_sigma_z: float = 0.0  # ... vertically: top centres lie on the top face; the support sets the floor
+    # An object whose Gaussians were all seeded from one side (the cameras' azimuths round it leave a gap
+    # of at least this many degrees: its back unseen) gets a box round its seen front mirrored behind
+    # its silhouette's rim too (boxes.seen_side / mirror_back); >= 360: off
+    box_one_sided_gap_deg: float = 180.0
     support_reach: float = 0.04  # m: support surface searched this far below an object's lowest Gaussian
     support_margin: float = 0.03  # m: ... among stuff Gaussians this close around its footprint
     support_peel: float = 0.003  # m: a thing's Gaussians this close above its support join the support (0 = off)

@@ -133,3 +133,11 @@ def test_typed_config_refuses_what_a_field_does_not_take_and_presets_match_their
     demo = Config.from_yaml(ROOT / "config" / "tabletop_demo.yaml")
     for k, v in PRESETS["oracle_bench"].items():  # the demo runs the oracle bench's preset
         assert demo.flat()[k] == v, k
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "config").glob("*.yaml")))
+def test_every_shipped_params_file_names_only_real_parameters(name):
+    """A typo in a shipped file would stop the node at start-up: each one loads into the typed config."""
+    cfg = Config.from_yaml(ROOT / "config" / name)
+    if name == "kinect_v1.yaml":
+        assert cfg.node.rgb_readout > 0 and cfg.mapper.exposure_compensation and cfg.mapper.pose_refinement

@@ -91,6 +91,7 @@ def bench_mapping(
                 "lambda_center_depth": cfg.lambda_center_depth,
                 "lambda_dssim": cfg.lambda_dssim,
                 "exposure_compensation": cfg.exposure_compensation,
+                "pose_refinement": cfg.pose_refinement,
                 "depth_noise_weighting": cfg.depth_noise_weighting,
                 "split_large": cfg.split_large,
                 "frame_step": frame_step,
@@ -164,8 +165,12 @@ def run(a) -> int:
         return None if v is None else bool(v)
 
     cfg = load_config(a.params, a.param)
-    # -p mapper.FIELD:=VALUE overrides any mapper setting (the flags below name the common ones)
+    # a --params file's mapper settings and -p mapper.FIELD:=VALUE override any mapper setting; the
+    # bench's own flags (resolution, iterations, device, seeding) keep theirs unless -p names them
     given = {o.split(":=", 1)[0].split(".", 1)[1] for o in a.param if o.startswith("mapper.")}
+    flags = {"width", "height", "iters_per_keyframe", "device", "backend", "seed_stride"}
+    defaults = MapperConfig()
+    given |= {k for k in vars(defaults) if k not in flags and getattr(cfg.mapper, k) != getattr(defaults, k)}
     rows = bench_mapping(
         scenes(a, out),
         W,
@@ -207,6 +212,7 @@ def run(a) -> int:
         "lambda_center_depth",
         "lambda_dssim",
         "exposure_compensation",
+        "pose_refinement",
         "depth_noise_weighting",
         "frame_step",
         "keyframes",
@@ -225,6 +231,6 @@ def run(a) -> int:
         "peak_mem_gb",
     ]
     for r in rows:
-        r["params"] = list(a.param)  # every -p, node.* ones (topics, time offsets) included
+        r["params"] = [*([f"--params {a.params}"] if a.params else []), *a.param]  # node.* ones (time offsets) too
     write_report(out, rows)
     return write_rows(out, "mapping", rows, cols)

@@ -167,10 +167,11 @@ def psnr(mse: float) -> float:
 def predict_view(m: Mapper, frame: Frame):
     """(keyframe as recorded, render, colours the camera would have taken) for a (held-out) frame. A
     rolling-shutter view (row poses) is predicted as recorded: the render at its stamp rolled by the
-    shutter model through the render's own depth (mapping.shutter)."""
+    shutter model through the render's own depth (mapping.shutter); with exposure compensation, through
+    the camera response of its instant (`Mapper.exposure_at`: from the keyframes either side in time)."""
     kf = m.prepare(dataclasses.replace(frame, T_world_rows=None))
     out = m.render(kf, detach_geometry=True)
-    colors = out.colors.clamp(0, 1)
+    colors = m.respond(out.colors, m.exposure_at(frame.stamp)).clamp(0, 1)
     if frame.T_world_rows is not None:
         drawn = torch.where(out.alpha > 0.5, out.depth, torch.zeros_like(out.depth))
         colors = rolling(colors, drawn, kf.camera, frame.T_world_cam, frame.T_world_rows)

@@ -125,6 +125,7 @@ def merge_groups(gmap: GaussianMap, idx: torch.Tensor, inverse: torch.Tensor) ->
     first = torch.full((G,), n, dtype=torch.long, device=idx.device).scatter_reduce_(0, inverse, idx, "amin")
     state = {
         "object_id": gmap.state["object_id"][first],
+        "seen_from": gmap.state["seen_from"][first],
         "confidence": wmean(gmap.state["confidence"][idx]),
         "votes": torch.zeros(G, gmap.state["votes"].shape[1], device=gmap.device).index_add_(
             0, inverse, gmap.state["votes"][idx]

@@ -57,6 +57,7 @@ class GaussianMap:
             "votes": z(0, max_objects),
             "free_evidence": z(0),  # views that saw through it since one saw it (Mapper.carve)
             "appeared": z(0),  # 1: seeded where an earlier view saw free space (an object put there)
+            "seen_from": z(0, 3),  # unit vector to the camera that seeded it (0: not known, e.g. loaded)
         }
         self._make_optimizers()
 
@@ -165,6 +166,7 @@ class GaussianMap:
                 "features": a["features"].detach().cpu().numpy().copy(),
                 "object_id": self.state["object_id"].cpu().numpy().copy(),
                 "confidence": self.state["confidence"].cpu().numpy().copy(),
+                "seen_from": self.state["seen_from"].cpu().numpy().copy(),
             }
 
     @torch.no_grad()
@@ -199,4 +201,5 @@ class GaussianMap:
             )
             self.state["free_evidence"] = torch.zeros(n, device=dev)
             self.state["appeared"] = torch.zeros(n, device=dev)
+            self.state["seen_from"] = torch.zeros(n, 3, device=dev)
             self._make_optimizers()

@@ -199,6 +199,28 @@ class Mapper:
             kf.T_world_cam = torch.linalg.inv(V)
             kf.pose_delta.zero_()
 
+    @staticmethod
+    def respond(colors: torch.Tensor, exposure: torch.Tensor | None) -> torch.Tensor:
+        """Rendered colours (..., 3) through a camera response (3,4: affine on the identity); None: as rendered."""
+        if exposure is None:
+            return colors
+        return colors @ (torch.eye(3, device=colors.device) + exposure[:, :3]).T + exposure[:, 3]
+
+    @torch.no_grad()
+    def exposure_at(self, stamp: float) -> torch.Tensor | None:
+        """The camera response at an instant no keyframe was taken (a held-out view): linear in time
+        between the keyframes either side, as auto exposure and white balance drift, the nearest
+        keyframe's beyond them. None without exposure compensation."""
+        if not self.cfg.exposure_compensation or not self.keyframes:
+            return None
+        kfs = sorted(self.keyframes, key=lambda k: k.stamp)
+        after = next((i for i, k in enumerate(kfs) if k.stamp >= stamp), len(kfs))
+        pair = [kfs[max(0, after - 1)], kfs[min(after, len(kfs) - 1)]]
+        span = pair[1].stamp - pair[0].stamp
+        w = 0.0 if span <= 0 else float(np.clip((stamp - pair[0].stamp) / span, 0.0, 1.0))
+        E = [torch.zeros(3, 4, device=self.device) if k.exposure is None else k.exposure.detach() for k in pair]
+        return (1 - w) * E[0] + w * E[1]
+
     def render(self, kf: Keyframe, colors: torch.Tensor | None = None, detach_geometry: bool = False) -> RenderOutput:
         a = self.map.activated()
         if detach_geometry:
@@ -393,7 +415,9 @@ class Mapper:
         ahead = (~unseen[need]).nonzero().squeeze(1)
         appeared = torch.zeros(len(pts), device=self.device)
         appeared[ahead] = self._seen_through_before(pts[ahead]).float()
-        self.map.append(pts, kf.rgb[need], scales, opacity=0.9, quats=quats, state={"appeared": appeared})
+        seen_from = F.normalize(kf.T_world_cam[:3, 3] - pts, dim=1)  # where the object's boxes learn their seen side
+        state = {"appeared": appeared, "seen_from": seen_from}
+        self.map.append(pts, kf.rgb[need], scales, opacity=0.9, quats=quats, state=state)
         if self.resolution > 0:  # a coarsened map takes new surface at its own resolution
             new = torch.zeros(len(self.map), dtype=torch.bool, device=self.device)
             new[-pts.shape[0] :] = True
@@ -447,9 +471,7 @@ class Mapper:
     def loss(self, kf: Keyframe) -> torch.Tensor:
         cfg = self.cfg
         out = self.render(kf)
-        colors = out.colors
-        if kf.exposure is not None:  # this keyframe's camera response (exposure, white balance)
-            colors = colors @ (torch.eye(3, device=colors.device) + kf.exposure[:, :3]).T + kf.exposure[:, 3]
+        colors = self.respond(out.colors, kf.exposure)  # this keyframe's exposure and white balance
         l_rgb = (colors - kf.rgb).abs().mean()
         if cfg.lambda_dssim > 0:  # 3DGS's photometric loss: (1 - l) L1 + l D-SSIM
             from pytorch_msssim import ssim

@@ -18,16 +18,58 @@ def _o3d():
     return open3d
 
 
-def clean_points(
+def clean_index(
     points: np.ndarray, opacities: np.ndarray, min_opacity: float = 0.1, std_ratio: float = 2.0, nb: int = 16
 ) -> np.ndarray:
-    p = points[opacities >= min_opacity] if (opacities >= min_opacity).sum() >= 4 else points
-    if len(p) < nb + 1:
-        return p
+    """Indices of the points a box is fitted to: opaque enough, statistical outliers (floaters) dropped."""
+    idx = np.nonzero(opacities >= min_opacity)[0] if (opacities >= min_opacity).sum() >= 4 else np.arange(len(points))
+    if len(idx) < nb + 1:
+        return idx
     o3d = _o3d()
-    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(p.astype(np.float64)))
+    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points[idx].astype(np.float64)))
     _, keep = pc.remove_statistical_outlier(nb_neighbors=nb, std_ratio=std_ratio)
-    return p[np.asarray(keep, dtype=int)] if len(keep) >= 4 else p
+    return idx[np.asarray(keep, dtype=int)] if len(keep) >= 4 else idx
+
+
+def clean_points(points: np.ndarray, opacities: np.ndarray, *args, **kw) -> np.ndarray:
+    return points[clean_index(points, opacities, *args, **kw)]
+
+
+def seen_side(seen_from: np.ndarray, min_gap_deg: float, bins: int = 36) -> np.ndarray | None:
+    """The horizontal direction (2,) an object was seen from when every view that seeded its Gaussians
+    lies on one side of it: `seen_from` (N,3) points from each Gaussian to its seeding camera, and
+    their azimuths leave a gap of at least min_gap_deg round the object (its back, which no view has
+    shown). Azimuth bins holding under 2 % of the Gaussians count as empty (a stray seed does not close
+    the gap). None when the views surround it, or nothing is known (zero vectors: a loaded map)."""
+    h = seen_from[:, :2]
+    h = h[np.linalg.norm(h, axis=1) > 0.1]  # seen from straight above: no side
+    if len(h) < 8:
+        return None
+    az = np.arctan2(h[:, 1], h[:, 0])
+    count = np.bincount(((az + np.pi) / (2 * np.pi) * bins).astype(int) % bins, minlength=bins)
+    full = count >= max(1, 0.02 * len(h))
+    run = best = end = 0
+    for k in range(2 * bins):  # the longest circular run of empty bins
+        run = 0 if full[k % bins] else run + 1
+        if run > best:
+            best, end = min(run, bins), k
+    if best * 360 / bins < min_gap_deg:
+        return None
+    gap_centre = -np.pi + (end - (best - 1) / 2 + 0.5) * 2 * np.pi / bins
+    return -np.array([np.cos(gap_centre), np.sin(gap_centre)])
+
+
+def mirror_back(points: np.ndarray, toward: np.ndarray, rim: float = 5.0) -> np.ndarray:
+    """The seen front of an object reflected behind itself, about the vertical plane facing `toward`
+    (2,) through its silhouette's rim: the points farthest out to either side (the outer `rim` %)
+    lie where a round or boxy object's middle is, whether the back was seen or not; what lies in front
+    of that plane, mirrored, spans what the object occupies behind it."""
+    u = np.array([toward[0], toward[1], 0.0])
+    t, side = points @ u, points @ np.array([-toward[1], toward[0], 0.0])
+    lo, hi = np.percentile(side, [rim, 100 - rim])
+    t_rim = float(np.median(t[(side <= lo) | (side >= hi)]))
+    front = points[t > t_rim]
+    return front - 2 * (t[t > t_rim] - t_rim)[:, None] * u
 
 
 def _footprint(xy: np.ndarray, u: np.ndarray) -> tuple:

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..config import SemanticsConfig
 from ..types import SemanticObject
-from .boxes import clean_points, fit_box, grow_sides
+from .boxes import clean_index, fit_box, grow_sides, mirror_back, seen_side
 from .records import BACKGROUND, ObjectRecord
 
 
@@ -93,12 +93,18 @@ def describe(
         if not is_bg and (len(idx) < cfg.min_object_gaussians or rec is None or rec.n_masks < cfg.min_object_masks):
             continue
         pts = snap["means"][idx]
-        clean = clean_points(pts, snap["opacities"][idx], cfg.box_min_opacity, cfg.box_outlier_std)
-        box = fit_box(clean, box_mode, cfg.box_axis_tolerance)
+        keep = clean_index(pts, snap["opacities"][idx], cfg.box_min_opacity, cfg.box_outlier_std)
+        clean = pts[keep]
+        body = clean  # what the box bounds: the points, and behind an object seen from one side their mirror
+        if not is_bg and box_mode == "upright" and "seen_from" in snap and cfg.box_one_sided_gap_deg < 360:
+            side = seen_side(snap["seen_from"][idx[keep]], cfg.box_one_sided_gap_deg)
+            if side is not None:
+                body = np.concatenate([clean, mirror_back(clean, side)])
+        box = fit_box(body, box_mode, cfg.box_axis_tolerance)
         sigma = float(np.median(snap["scales"][idx].max(1)))
         bottom = box.center[2] - box.size[2] / 2
         if box_mode == "upright":  # the vertical sides grow by what their shape says (boxes.grow_sides)
-            box = grow_sides(clean, box, sigma, cfg.box_grow_sigma, cfg.box_flat_coverage, cfg.box_round_coverage)
+            box = grow_sides(body, box, sigma, cfg.box_grow_sigma, cfg.box_flat_coverage, cfg.box_round_coverage)
         else:
             box.size[:2] += 2 * sigma * cfg.box_grow_sigma
         box.size[2] += 2 * sigma * cfg.box_grow_sigma_z

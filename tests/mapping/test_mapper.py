@@ -18,6 +18,10 @@ def test_seeding_reproduces_the_depth_surface():
     assert len(z) == 40 * 30 and np.allclose(z, 1.5, atol=1e-5)
     ev = evaluate_view(m, plane_frame(d=1.5))
     assert ev["depth_l1"] < 0.01 and ev["coverage"] > 0.95 and ev["psnr"] > 20
+    # each Gaussian knows where the view that seeded it stood (what boxes.seen_side reads)
+    to_cam = torch.as_tensor(plane_frame(d=1.5).T_world_cam[:3, 3], dtype=torch.float32) - m.map.means.detach()
+    assert torch.allclose(m.map.state["seen_from"], to_cam / to_cam.norm(dim=1, keepdim=True), atol=1e-5)
+    assert np.allclose(np.linalg.norm(m.map.snapshot()["seen_from"], axis=1), 1.0, atol=1e-5)
 
 
 @pytest.mark.parametrize("margin", [0.0, 0.015])

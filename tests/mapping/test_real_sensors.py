@@ -59,6 +59,11 @@ def test_depth_weights_follow_the_noise_and_drop_edges():
     assert (Mapper(MapperConfig()).depth_weights(d) == 1).all()
 
 
+def brightened(f: Frame, gain: float) -> Frame:
+    """The frame as a camera with `gain` times the exposure would have taken it."""
+    return dataclasses.replace(f, rgb=np.clip(f.rgb.astype(np.float32) * gain, 0, 255).astype(np.uint8))
+
+
 def test_exposure_compensation_absorbs_a_brighter_keyframe_and_d_ssim_trains():
     torch.manual_seed(0)
     cfg = MapperConfig(
@@ -66,8 +71,7 @@ def test_exposure_compensation_absorbs_a_brighter_keyframe_and_d_ssim_trains():
     )
     m = Mapper(cfg)
     a = plane_frame(x=0.0)
-    b = plane_frame(x=0.06)  # far enough to be a keyframe
-    b = dataclasses.replace(b, rgb=np.clip(b.rgb.astype(np.float32) * 1.25, 0, 255).astype(np.uint8))
+    b = brightened(plane_frame(x=0.06), 1.25)  # far enough to be a keyframe
     m.integrate(a)
     m.integrate(b)
     assert m.keyframes[0].exposure is None and m.keyframes[1].exposure is not None  # the first anchors
@@ -76,6 +80,24 @@ def test_exposure_compensation_absorbs_a_brighter_keyframe_and_d_ssim_trains():
         m.optimise(2)  # the newest keyframe, then one of the window
     gain = float(torch.diagonal(m.keyframes[1].exposure[:, :3]).mean())
     assert gain > 0.05 and float(m.loss(m.keyframes[1])) < before
+
+
+def test_a_held_out_view_takes_the_exposure_of_its_instant_from_the_keyframes_either_side():
+    from gs_semantic_node.eval.metrics import evaluate_view
+
+    torch.manual_seed(0)
+    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0, exposure_compensation=True, lr_exposure=0.01))
+    m.integrate(dataclasses.replace(plane_frame(x=0.0), stamp=0.0))
+    m.integrate(dataclasses.replace(brightened(plane_frame(x=0.06), 1.25), stamp=1.0, index=1))
+    for _ in range(60):
+        m.optimise(2)
+    E = m.keyframes[1].exposure.detach()
+    assert torch.allclose(m.exposure_at(0.5), E / 2) and torch.allclose(m.exposure_at(3.0), E)
+    assert bool((m.exposure_at(-1.0) == 0).all())  # before the first keyframe: the anchor's response
+    held = dataclasses.replace(brightened(plane_frame(x=0.06), 1.25), stamp=1.0, index=2)
+    with_response = evaluate_view(m, held)["psnr"]
+    m.cfg.exposure_compensation = False  # the same map rendered as is
+    assert m.exposure_at(0.5) is None and with_response > evaluate_view(m, held)["psnr"] + 1.0
 
 
 def striped_plane(x_true: float, x_reported: float, d: float = 1.0) -> Frame:

@@ -6,7 +6,14 @@ import torch
 
 from gs_semantic_node.config import Config, MapperConfig, SemanticsConfig
 from gs_semantic_node.mapping.mapper import Mapper
-from gs_semantic_node.semantics.boxes import box_iou, clean_points, fit_box, grow_sides
+from gs_semantic_node.semantics.boxes import (
+    box_iou,
+    clean_points,
+    fit_box,
+    grow_sides,
+    mirror_back,
+    seen_side,
+)
 from gs_semantic_node.semantics.lifting import mask_weights
 from gs_semantic_node.semantics.refinement import peel_support
 from gs_semantic_node.semantics.registry import ObjectRegistry
@@ -396,6 +403,31 @@ def test_box_sides_grow_where_the_surface_curves_not_on_flat_faces():
     )
     b0, b1 = grown(can)
     assert np.all(np.abs(b1.size[:2] - b0.size[:2] - sigma) < 0.5 * sigma)
+
+
+@pytest.mark.parametrize("views_deg, one_sided", [(0, True), (120, True), (360, False)])
+def test_a_can_seen_from_one_side_gets_a_box_round_its_whole_body(views_deg, one_sided):
+    """A 70 mm can put down in front of the camera: the views so far (an arc of views_deg round it)
+    seeded its front, so the box also bounds that front mirrored behind its silhouette's rim; a can
+    the views went round is left as seen. A stray seed from behind does not count as a view."""
+    rng = np.random.default_rng(1)
+    facing = 0.7  # the views' mean azimuth seen from the can
+    cam = facing + rng.uniform(-np.radians(views_deg) / 2, np.radians(views_deg) / 2, 500)
+    a = cam + rng.uniform(-np.pi / 2, np.pi / 2, 500)  # what each view sees: the half facing it
+    pts = np.column_stack([0.4 + 0.035 * np.cos(a), -0.1 + 0.035 * np.sin(a), rng.uniform(0, 0.12, 500)])
+    cams = np.column_stack([0.4 + 0.8 * np.cos(cam), -0.1 + 0.8 * np.sin(cam), np.full(500, 0.5)])
+    cams[0] = [0.4 - 0.8 * np.cos(facing), -0.1 - 0.8 * np.sin(facing), 0.5]  # one seed from behind
+    seen_from = (cams - pts) / np.linalg.norm(cams - pts, axis=1, keepdims=True)
+    side = seen_side(seen_from, 180.0)
+    assert (side is not None) == one_sided
+    assert seen_side(np.zeros((500, 3)), 180.0) is None  # a loaded map does not know its views
+    if one_sided:
+        assert side @ [np.cos(facing), np.sin(facing)] > 0.95  # towards where it was seen from
+        seen = fit_box(pts, "upright")
+        whole = fit_box(np.concatenate([pts, mirror_back(pts, side)]), "upright")
+        assert seen.size[:2].min() < (0.045 if views_deg == 0 else 0.065)  # the seen part: about a radius deep
+        assert np.all(np.abs(whole.size[:2] - 0.07) < 0.008)
+        assert np.linalg.norm(whole.center[:2] - [0.4, -0.1]) < 0.005
 
 
 def test_a_solid_of_revolution_is_scored_whatever_the_gt_yaw():
