@@ -32,6 +32,7 @@ def clean_index(
 
 
 def clean_points(points: np.ndarray, opacities: np.ndarray, *args, **kw) -> np.ndarray:
+    """The points `clean_index` keeps."""
     return points[clean_index(points, opacities, *args, **kw)]
 
 
@@ -40,8 +41,12 @@ def seen_side(seen_from: np.ndarray, min_gap_deg: float, bins: int = 36) -> np.n
     lies on one side of it: `seen_from` (N,3) points from each Gaussian to its seeding camera, and
     their azimuths leave a gap of at least min_gap_deg round the object (its back, which no view has
     shown). Azimuth bins holding under 2 % of the Gaussians count as empty (a stray seed does not close
-    the gap). None when the views surround it, or nothing is known (zero vectors: a loaded map)."""
-    h = seen_from[:, :2]
+    the gap). None when the views surround it, or when most directions are not known (zero vectors:
+    Gaussians of a loaded map, which may have been seen from anywhere)."""
+    known = np.linalg.norm(seen_from, axis=1) > 0.5
+    if not len(known) or known.mean() < 0.5:
+        return None
+    h = seen_from[known, :2]
     h = h[np.linalg.norm(h, axis=1) > 0.1]  # seen from straight above: no side
     if len(h) < 8:
         return None

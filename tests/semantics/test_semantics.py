@@ -421,6 +421,7 @@ def test_a_can_seen_from_one_side_gets_a_box_round_its_whole_body(views_deg, one
     side = seen_side(seen_from, 180.0)
     assert (side is not None) == one_sided
     assert seen_side(np.zeros((500, 3)), 180.0) is None  # a loaded map does not know its views
+    assert seen_side(np.concatenate([seen_from[:200], np.zeros((300, 3))]), 180.0) is None  # nor mostly
     if one_sided:
         assert side @ [np.cos(facing), np.sin(facing)] > 0.95  # towards where it was seen from
         seen = fit_box(pts, "upright")
