@@ -73,8 +73,8 @@ def mirror_back(points: np.ndarray, toward: np.ndarray, rim: float = 5.0) -> np.
     t, side = points @ u, points @ np.array([-toward[1], toward[0], 0.0])
     lo, hi = np.percentile(side, [rim, 100 - rim])
     t_rim = float(np.median(t[(side <= lo) | (side >= hi)]))
-    front = points[t > t_rim]
-    return front - 2 * (t[t > t_rim] - t_rim)[:, None] * u
+    ahead = t > t_rim
+    return points[ahead] - 2 * (t[ahead] - t_rim)[:, None] * u
 
 
 def _footprint(xy: np.ndarray, u: np.ndarray) -> tuple:
