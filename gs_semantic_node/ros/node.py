@@ -457,6 +457,11 @@ def main(args=None):
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # SIGINT / SIGTERM shut the context down from rclpy's signal handler; landing while the executor
+        # builds its wait set, that surfaces as an RCLError ("context is not valid"): a requested stop
+        if rclpy.ok():
+            raise
     finally:
         executor.shutdown()
         if node is not None:
