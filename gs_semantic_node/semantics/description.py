@@ -96,7 +96,7 @@ def describe(
         keep = clean_index(pts, snap["opacities"][idx], cfg.box_min_opacity, cfg.box_outlier_std)
         clean = pts[keep]
         body = clean  # what the box bounds: the points, and behind an object seen from one side their mirror
-        if not is_bg and box_mode == "upright" and "seen_from" in snap and cfg.box_one_sided_gap_deg < 360:
+        if not is_bg and box_mode == "upright" and cfg.box_one_sided_gap_deg < 360:
             side = seen_side(snap["seen_from"][idx[keep]], cfg.box_one_sided_gap_deg)
             if side is not None:
                 body = np.concatenate([clean, mirror_back(clean, side)])
