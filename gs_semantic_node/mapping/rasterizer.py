@@ -3,8 +3,8 @@
 Both take the same inputs and return the same outputs, so everything above (mapper, lifting,
 queries) runs one code path. The CPU reference follows gsplat 1.5.3's EWA projection and
 compositing rules (Jacobian clamping at 1.3x the field of view, 0.3 px blur, opacity-aware
-3.33-sigma tile culling, alpha clamp 0.999, skip below 1/255, stop at T <= 1e-4) so the two agree
-up to float rounding and tile-culling edge cases; autograd provides its gradients.
+3.33-sigma culling, alpha clamp 0.999, skip below 1/255, stop at T <= 1e-4) so the two agree
+up to float rounding; autograd provides its gradients.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ T_MIN = 1e-4
 EPS2D = 0.3
 NEAR = 0.01
 FAR = 1e10
-TILE = 16
 # channel counts gsplat compiles kernels for (others are padded up to the next one)
 GSPLAT_CHANNELS = (1, 2, 3, 4, 5, 6, 8, 9, 16, 17, 21, 23, 24, 32, 33, 64, 65, 128, 129, 256, 257, 512, 513)
 
@@ -69,51 +68,63 @@ class Rasterizer:
 
 
 class TorchRasterizer(Rasterizer):
-    """Pure-PyTorch tile rasterizer (the CPU reference)."""
+    """Pure-PyTorch rasterizer (the CPU reference), vectorised over (pixel, Gaussian) pairs.
+
+    gsplat composites, per pixel, the depth-sorted Gaussians of its tile whose alpha reaches 1/255;
+    a Gaussian's alpha falls below that outside its opacity-aware 3.33-sigma box, so the pairs of
+    each Gaussian with the pixels in its box are the same set. They are enumerated at once, sorted
+    by pixel (stably: depth order within a pixel), and each pixel's transmittance is a segmented
+    cumulative sum of log(1 - alpha) (float64: the sum runs over every pair). Autograd gives the
+    gradients; no Python loop over tiles or pixels."""
 
     name = "torch"
 
-    def project(self, means, quats, scales, opacities, viewmat, K, width, height):
+    @staticmethod
+    def project(means, quats, scales, opacities, viewmat, K, width, height):
         R, t = viewmat[:3, :3], viewmat[:3, 3]
         mc = means @ R.T + t
         x, y, z = mc.unbind(-1)
         fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-        Rg = quat_to_rotmat(quats)
-        M = Rg * scales[:, None, :]
-        cov_w = M @ M.transpose(1, 2)
-        cov_c = R @ cov_w @ R.T
         zs = z.clamp(min=NEAR)
         tan_x, tan_y = 0.5 * width / fx, 0.5 * height / fy
         lim_xp, lim_xn = (width - cx) / fx + 0.3 * tan_x, cx / fx + 0.3 * tan_x
         lim_yp, lim_yn = (height - cy) / fy + 0.3 * tan_y, cy / fy + 0.3 * tan_y
         tx = zs * torch.minimum(torch.maximum(x / zs, -lim_xn), lim_xp)
         ty = zs * torch.minimum(torch.maximum(y / zs, -lim_yn), lim_yp)
-        zero = torch.zeros_like(zs)
-        J = torch.stack([fx / zs, zero, -fx * tx / zs**2, zero, fy / zs, -fy * ty / zs**2], -1).reshape(-1, 2, 3)
-        cov2 = J @ cov_c @ J.transpose(1, 2)
-        cov2 = cov2 + EPS2D * torch.eye(2, dtype=cov2.dtype)
-        a, b, c = cov2[:, 0, 0], cov2[:, 0, 1], cov2[:, 1, 1]
+        # the 2D covariance J R S S^T R^T J^T as (J M)(J M)^T with M = R_view R_gauss S, written out: J has
+        # two zeros per row, and 3x3 batched matmuls are slow on the CPU
+        M = (R @ quat_to_rotmat(quats)) * scales[:, None, :]
+        r0 = (fx / zs)[:, None] * M[:, 0] - (fx * tx / zs**2)[:, None] * M[:, 2]
+        r1 = (fy / zs)[:, None] * M[:, 1] - (fy * ty / zs**2)[:, None] * M[:, 2]
+        a = (r0 * r0).sum(-1) + EPS2D
+        b = (r0 * r1).sum(-1)
+        c = (r1 * r1).sum(-1) + EPS2D
         det = a * c - b * b
         mean2d = torch.stack([fx * x / zs + cx, fy * y / zs + cy], -1)
-        with torch.no_grad():
-            op = opacities.detach()
-            extend = torch.clamp(torch.sqrt(2 * torch.log((op / ALPHA_MIN).clamp(min=1.0))), max=3.33)
-            rx = torch.ceil(extend * torch.sqrt(a.detach().clamp(min=0)))
-            ry = torch.ceil(extend * torch.sqrt(c.detach().clamp(min=0)))
-            m2 = mean2d.detach()
-            valid = (
-                (z > NEAR)
-                & (z < FAR)
-                & (det > 0)
-                & (op >= ALPHA_MIN)
-                & ((rx > 0) | (ry > 0))
-                & (m2[:, 0] + rx > 0)
-                & (m2[:, 0] - rx < width)
-                & (m2[:, 1] + ry > 0)
-                & (m2[:, 1] - ry < height)
-            )
+        rx, ry, valid = footprint(mean2d, a, c, det, z, opacities, width, height)
         conic = torch.stack([c / det, -b / det, a / det], -1)
         return mean2d, conic, z, rx, ry, valid
+
+    @staticmethod
+    def _pairs(mean2d, conic, opacities, rx, ry, idx, width, height):
+        """(Gaussian, pixel x, pixel y) of every pair with alpha >= 1/255, sorted by pixel and, within
+        a pixel, in the order of idx (front to back). Not differentiable, as gsplat's tile lists."""
+        m2 = mean2d[idx]
+        x0 = torch.ceil(m2[:, 0] - rx[idx] - 0.5).clamp(min=0).long()  # pixel centres p + 0.5 inside the box
+        x1 = torch.floor(m2[:, 0] + rx[idx] - 0.5).clamp(max=width - 1).long()
+        y0 = torch.ceil(m2[:, 1] - ry[idx] - 0.5).clamp(min=0).long()
+        y1 = torch.floor(m2[:, 1] + ry[idx] - 0.5).clamp(max=height - 1).long()
+        nx = (x1 - x0 + 1).clamp(min=0)
+        n = nx * (y1 - y0 + 1).clamp(min=0)
+        g = torch.repeat_interleave(torch.arange(len(idx), device=idx.device), n)
+        local = torch.arange(len(g), device=idx.device) - (torch.cumsum(n, 0) - n)[g]
+        px, py = x0[g] + local % nx[g], y0[g] + local // nx[g]
+        gi = idx[g]
+        sigma, alpha = _alpha(mean2d[gi], conic[gi], opacities[gi], px, py)
+        keep = torch.nonzero((sigma >= 0) & (alpha >= ALPHA_MIN)).squeeze(1)
+        pix, order = torch.sort((py * width + px)[keep], stable=True)
+        sel = keep[order]
+        return gi[sel], px[sel], py[sel], pix
 
     def render(self, means, quats, scales, opacities, colors, viewmat, K, width, height) -> RenderOutput:
         dev, dt = means.device, means.dtype
@@ -123,60 +134,62 @@ class TorchRasterizer(Rasterizer):
         mean2d, conic, z, rx, ry, valid = self.project(means, quats, scales, opacities, viewmat, K, width, height)
         idx = torch.nonzero(valid).squeeze(1)
         idx = idx[torch.argsort(z.detach()[idx], stable=True)]
-        out_c = torch.zeros(height, width, C, dtype=dt, device=dev)
-        out_a = torch.zeros(height, width, dtype=dt, device=dev)
-        out_d = torch.zeros(height, width, dtype=dt, device=dev)
-        if idx.numel() == 0:
-            return RenderOutput(out_c, out_a, out_d)
-        m2, cn, zz = mean2d[idx], conic[idx], z[idx]
-        op, col = opacities[idx], colors[idx]
-        m2d = m2.detach()
-        # tile ranges of each Gaussian's bounding rectangle (non-differentiable, as in gsplat)
-        tx0 = ((m2d[:, 0] - rx[idx]) / TILE).floor().clamp(min=0).long()
-        tx1 = ((m2d[:, 0] + rx[idx]) / TILE).ceil().clamp(max=math.ceil(width / TILE)).long()
-        ty0 = ((m2d[:, 1] - ry[idx]) / TILE).floor().clamp(min=0).long()
-        ty1 = ((m2d[:, 1] + ry[idx]) / TILE).ceil().clamp(max=math.ceil(height / TILE)).long()
-        rows_c, rows_a, rows_d = [], [], []
-        for ty in range(math.ceil(height / TILE)):
-            y0, y1 = ty * TILE, min(height, (ty + 1) * TILE)
-            row_sel = (ty0 <= ty) & (ty1 > ty)
-            tiles_c, tiles_a, tiles_d = [], [], []
-            for tx in range(math.ceil(width / TILE)):
-                x0, x1 = tx * TILE, min(width, (tx + 1) * TILE)
-                sel = torch.nonzero(row_sel & (tx0 <= tx) & (tx1 > tx)).squeeze(1)
-                if sel.numel() == 0:
-                    tiles_c.append(torch.zeros(y1 - y0, x1 - x0, C, dtype=dt, device=dev))
-                    tiles_a.append(torch.zeros(y1 - y0, x1 - x0, dtype=dt, device=dev))
-                    tiles_d.append(torch.zeros(y1 - y0, x1 - x0, dtype=dt, device=dev))
-                    continue
-                ys, xs = torch.meshgrid(
-                    torch.arange(y0, y1, dtype=dt, device=dev) + 0.5,
-                    torch.arange(x0, x1, dtype=dt, device=dev) + 0.5,
-                    indexing="ij",
-                )
-                px = torch.stack([xs.reshape(-1), ys.reshape(-1)], -1)  # (P, 2)
-                d = px[:, None, :] - m2[sel][None]  # (P, G, 2)
-                cs = cn[sel]
-                sigma = (
-                    0.5 * (cs[None, :, 0] * d[..., 0] ** 2 + cs[None, :, 2] * d[..., 1] ** 2)
-                    + cs[None, :, 1] * d[..., 0] * d[..., 1]
-                )
-                alpha = torch.clamp(op[sel][None] * torch.exp(-sigma), max=ALPHA_MAX)
-                alpha = torch.where((sigma >= 0) & (alpha >= ALPHA_MIN), alpha, torch.zeros_like(alpha))
-                one_minus = 1 - alpha
-                T_incl = torch.cumprod(one_minus, dim=1)
-                T_excl = torch.cat([torch.ones_like(T_incl[:, :1]), T_incl[:, :-1]], 1)
-                keep = (T_incl > T_MIN).to(dt)
-                w = alpha * T_excl * keep  # (P, G)
-                tiles_c.append((w @ col[sel]).reshape(y1 - y0, x1 - x0, C))
-                tiles_a.append(w.sum(1).reshape(y1 - y0, x1 - x0))
-                tiles_d.append((w @ zz[sel]).reshape(y1 - y0, x1 - x0))
-            rows_c.append(torch.cat(tiles_c, 1))
-            rows_a.append(torch.cat(tiles_a, 1))
-            rows_d.append(torch.cat(tiles_d, 1))
-        out_c, out_a, acc_d = torch.cat(rows_c, 0), torch.cat(rows_a, 0), torch.cat(rows_d, 0)
+        with torch.no_grad():
+            gi, px, py, pix = self._pairs(
+                mean2d.detach(), conic.detach(), opacities.detach(), rx, ry, idx, width, height
+            )
+            first = torch.ones_like(pix, dtype=torch.bool)
+            first[1:] = pix[1:] != pix[:-1]
+            seg = torch.cumsum(first.long(), 0) - 1  # each pair's pixel segment
+        # one gather of everything a pair needs (one scatter back in the backward pass)
+        per = torch.cat([mean2d, conic, opacities[:, None], z[:, None], colors], 1)[gi]
+        _, alpha = _alpha(per[:, 0:2], per[:, 2:5], per[:, 5], px, py)
+        log_t = torch.log1p(-alpha.double())
+        incl = torch.cumsum(log_t, 0)
+        excl = incl - log_t
+        base = excl[first][seg]  # the sum before each pixel's first pair
+        T = torch.exp((excl - base).to(dt))
+        alive = (incl - base).detach() > math.log(T_MIN)  # gsplat stops before T would drop to T_MIN
+        w = alpha * T * alive
+        vals = torch.cat([w[:, None] * per[:, 7:], w[:, None], (w * per[:, 6])[:, None]], 1)
+        acc = torch.zeros(height * width, C + 2, dtype=dt, device=dev).index_add(0, pix, vals)
+        out_c = acc[:, :C].reshape(height, width, C)
+        out_a = acc[:, C].reshape(height, width)
+        acc_d = acc[:, C + 1].reshape(height, width)
         depth = acc_d / out_a.clamp(min=1e-6) * (out_a > 1e-6).to(dt)
         return RenderOutput(out_c, out_a, depth)
+
+
+@torch.no_grad()
+def footprint(mean2d, a, c, det, z, opacities, width, height):
+    """gsplat's culling: the half-extents (rx, ry) in pixels of each Gaussian's opacity-aware box (its
+    alpha is below 1/255 outside it; 2D covariance [[a, b], [b, c]] with determinant det) and whether
+    it is drawn at all (in the depth range, inside the image, opaque enough)."""
+    op = opacities.detach()
+    extend = torch.clamp(torch.sqrt(2 * torch.log((op / ALPHA_MIN).clamp(min=1.0))), max=3.33)
+    rx = torch.ceil(extend * torch.sqrt(a.detach().clamp(min=0)))
+    ry = torch.ceil(extend * torch.sqrt(c.detach().clamp(min=0)))
+    m2 = mean2d.detach()
+    valid = (
+        (z > NEAR)
+        & (z < FAR)
+        & (det > 0)
+        & (op >= ALPHA_MIN)
+        & ((rx > 0) | (ry > 0))
+        & (m2[:, 0] + rx > 0)
+        & (m2[:, 0] - rx < width)
+        & (m2[:, 1] + ry > 0)
+        & (m2[:, 1] - ry < height)
+    )
+    return rx, ry, valid
+
+
+def _alpha(mean2d, conic, opacities, px, py):
+    """(sigma, alpha) of Gaussians (one per pair) at pixel centres (px + 0.5, py + 0.5)."""
+    dx = px.to(mean2d.dtype) + 0.5 - mean2d[:, 0]
+    dy = py.to(mean2d.dtype) + 0.5 - mean2d[:, 1]
+    sigma = 0.5 * (conic[:, 0] * dx * dx + conic[:, 2] * dy * dy) + conic[:, 1] * dx * dy
+    return sigma, torch.clamp(opacities * torch.exp(-sigma), max=ALPHA_MAX)
 
 
 class GsplatRasterizer(Rasterizer):
