@@ -157,6 +157,11 @@ class MapperConfig:
     # m; how far an alignment to the map is off on its own. The given and the aligned pose are fused by
     # their noise (mapping.tracking.fuse_weight): exact poses keep theirs. 0 takes every correction whole
     track_map_sigma: float = 0.005
+    # ... and then to the map's render (mapping.direct: colour and depth residuals, Gauss-Newton coarse to
+    # fine). It makes keyframes agree with each other where the given poses are off by about a pixel, but
+    # it inherits the render's own slight bias, so it is on where poses are that far off (kinect_v1.yaml)
+    track_direct: bool = False
+    track_direct_iters: int = 8  # per resolution
     lr_pose: float = 5e-4  # rad and m per step
     lambda_center_depth: float = 2.0  # pull centres onto the observed depth (Mapper.center_depth_loss)
     center_depth_band: float = 0.03  # m; centres farther from the observed depth are occluded or elsewhere

@@ -24,3 +24,17 @@ def tilted_frame(k=1.2, d0=1.0, w=40, h=30):
     rgb[..., 0] = (u * 6).astype(np.uint8)
     rgb[..., 1] = ((u // 4 + v // 4) % 2 * 200).astype(np.uint8)
     return Frame(rgb, depth.astype(np.float32), cam, np.eye(4), 0.0, 0)
+
+
+def striped_plane(x_true: float, x_reported: float, d: float = 1.0) -> Frame:
+    """A plane at depth d with sinusoidal stripes fixed in the world, seen from x_true, posed at x_reported."""
+    cam = Camera(60, 60, 39.5, 29.5, 80, 60)
+    v, u = np.mgrid[0:60, 0:80].astype(np.float32)
+    X = x_true + (u - cam.cx) / cam.fx * d
+    Y = (v - cam.cy) / cam.fy * d
+    rgb = np.stack(
+        [0.5 + 0.4 * np.sin(2 * np.pi * X / 0.12), 0.5 + 0.4 * np.cos(2 * np.pi * Y / 0.15), 0.5 + 0 * X], -1
+    )
+    T = np.eye(4)
+    T[0, 3] = x_reported
+    return Frame((rgb * 255).astype(np.uint8), np.full((60, 80), d, np.float32), cam, T, 0.0, 0)

@@ -43,3 +43,10 @@ def rotvec_to_matrix(w: torch.Tensor) -> torch.Tensor:
     z = torch.zeros_like(x)
     W = torch.stack([torch.stack([z, -t, y], -1), torch.stack([t, z, -x], -1), torch.stack([-y, x, z], -1)], -2)
     return torch.linalg.matrix_exp(W)
+
+
+def pose_change(T0: torch.Tensor, T1: torch.Tensor) -> tuple[float, float]:
+    """How far (m) the camera moved and how much (degrees) it turned from pose T0 to T1 (4,4)."""
+    trans = float((T1[:3, 3] - T0[:3, 3]).norm())
+    cos = float(((torch.trace(T1[:3, :3] @ T0[:3, :3].T) - 1) / 2).clamp(-1, 1))
+    return trans, float(torch.rad2deg(torch.arccos(torch.tensor(cos))))

@@ -1,14 +1,15 @@
 """Incremental RGB-D Gaussian mapping with poses from the robot (odometry / SLAM).
 
-Per keyframe: align its pose to the map (mapping.tracking), remove what the view clearly sees
-through once that is confirmed (free space: the scene changed), seed Gaussians (flat discs in the
-observed surface) where the map is unobserved (low silhouette) or wrong (observed surface in front
-of the rendered one), optimise a bounded window of recent + random past keyframes on RGB + depth
-L1, then prune transparent Gaussians, split oversized ones and enforce the Gaussian cap.
+Per keyframe: align its pose to the map (mapping.tracking, optionally mapping.direct), remove what
+the view clearly sees through once that is confirmed (free space: the scene changed), seed Gaussians
+(flat discs in the observed surface) where the map is unobserved (low silhouette) or wrong (observed
+surface in front of the rendered one), optimise a bounded window of recent + random past keyframes on
+RGB + depth L1, then prune transparent Gaussians, split oversized ones and enforce the Gaussian cap.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections import deque
@@ -21,8 +22,9 @@ import torch.nn.functional as F
 from ..config import CAP_POLICIES, MapperConfig
 from ..types import Camera, Frame
 from .compaction import choose_voxel, merge_in_voxels, rotmat_to_quat
+from .direct import DirectAlignment, align_to_render
 from .gaussians import GaussianMap
-from .geometry import backproject, depth_normals, rotvec_to_matrix
+from .geometry import backproject, depth_normals, pose_change, rotvec_to_matrix
 from .rasterizer import RenderOutput, make_rasterizer, quat_to_rotmat
 from .registration import one_instant
 from .tracking import Alignment, align_to_map, blend, displacement_sq, fuse_weight
@@ -95,6 +97,7 @@ class Mapper:
         self.last_keyframe_pose: np.ndarray | None = None
         self.frames_seen = 0
         self.track_refused = 0  # keyframes whose alignment to the map was refused (mapping.tracking)
+        self.track_direct_refused = 0  # ... whose alignment to the map's render was (mapping.direct)
         self.last_alignment: Alignment | None = None
         self.corrections: list[torch.Tensor] = []  # (4,4) aligned pose x given pose^-1 per tracked keyframe
         # m^2, how far each of the last accepted alignments would move the map's surface (its pose noise)
@@ -246,12 +249,11 @@ class Mapper:
             return None
         kf = self.prepare(frame)
         with self.map.lock:
-            if self.cfg.track and len(self.map) > 0:
-                self.track(kf)
+            a = self.track(kf) if self.cfg.track and len(self.map) > 0 else None
             self.carved = self.carve(kf)
             self.seed(kf)
             if self.cfg.exposure_compensation and self.keyframes:  # the first keyframe anchors the colours
-                kf.exposure = torch.zeros(3, 4, device=self.device, requires_grad=True)
+                kf.exposure = self._exposure_guess(a).requires_grad_(True)
                 self.exposure_opt.add_param_group({"params": [kf.exposure], "lr": self.cfg.lr_exposure})
             if self.cfg.pose_refinement and self.keyframes:  # ... and the map frame
                 kf.pose_delta = torch.zeros(6, device=self.device, requires_grad=True)
@@ -264,19 +266,39 @@ class Mapper:
             self.enforce_cap()
         return kf
 
+    def _exposure_guess(self, a: Alignment | None) -> torch.Tensor:
+        """(3,4) a new keyframe's camera response to start from: the gain and offset per channel that
+        its alignment to the map's render found (mapping.direct), else none."""
+        E = torch.zeros(3, 4, device=self.device)
+        d = a.direct if a is not None else None
+        if d is not None and d.accepted:
+            E[:, :3] = torch.diag(d.gain.to(self.device) - 1)
+            E[:, 3] = d.offset.to(self.device)
+        return E
+
     @torch.no_grad()
     def track(self, kf: Keyframe) -> Alignment:
         """Align the keyframe's pose to the map's surface (mapping.tracking): the centres of its
-        Gaussians that are more opaque than not. The correction is taken in the share that fusing
-        the given pose with the aligned one by their noise gives (tracking.fuse_weight)."""
+        Gaussians that are more opaque than not; with mapper.track_direct, then to the map's render
+        (mapping.direct). The correction is taken in the share that fusing the given pose with the
+        aligned one by their noise gives (tracking.fuse_weight)."""
         g = self.map.activated()
         surface = g["means"].detach()[g["opacities"].detach().reshape(-1) > 0.5]
         try:
             a = self._align(kf, surface)
         except RuntimeError:  # a singular system, a device error: the keyframe keeps its pose as given
             a = Alignment.refused(kf.T_world_cam)
+        given = kf.T_world_cam.double()
+        if self.cfg.track_direct:  # ... then to the map's render, from where the centres put it
+            d = self._align_direct(kf, a.T_world_cam)
+            moved, turned = pose_change(given, d.T_world_cam.double())
+            d.accepted &= moved <= self.cfg.track_max_translation and turned <= self.cfg.track_max_rotation_deg
+            if d.accepted:
+                a.T_world_cam, a.accepted, a.translation, a.rotation_deg = d.T_world_cam, True, moved, turned
+            else:
+                self.track_direct_refused += 1
+            a.direct = d
         if a.accepted:
-            given = kf.T_world_cam.double()
             C = a.T_world_cam.double() @ torch.linalg.inv(given)
             sample = surface[:: max(1, len(surface) // 2000)]
             self.correction_sizes.append(displacement_sq(C, sample))
@@ -292,6 +314,28 @@ class Mapper:
             self.corrections.append(torch.eye(4, dtype=torch.float64, device=self.device))
         self.last_alignment = a
         return a
+
+    def _align_direct(self, kf: Keyframe, T_world_cam: torch.Tensor) -> DirectAlignment:
+        """The keyframe at T_world_cam aligned to the map rendered there (mapping.direct)."""
+        cfg = self.cfg
+        V = torch.linalg.inv(T_world_cam.to(kf.viewmat.dtype))
+        out = self.render(dataclasses.replace(kf, viewmat=V, pose_delta=None), detach_geometry=True)
+        try:
+            return align_to_render(
+                kf.rgb,
+                kf.depth,
+                kf.camera,
+                T_world_cam,
+                out.colors,
+                out.depth,
+                out.alpha,
+                iters=cfg.track_direct_iters,
+                depth_noise=cfg.depth_noise,
+                max_translation=cfg.track_max_translation,
+                max_rotation_deg=cfg.track_max_rotation_deg,
+            )
+        except RuntimeError:
+            return DirectAlignment.refused(T_world_cam)
 
     def _align(self, kf: Keyframe, surface: torch.Tensor) -> Alignment:
         cfg = self.cfg

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from ..types import Camera
-from .geometry import backproject, depth_normals, rotvec_to_matrix
+from .direct import DirectAlignment
+from .geometry import backproject, depth_normals, pose_change, rotvec_to_matrix
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Alignment:
     translation: float  # m, the correction's size
     rotation_deg: float
     weight: float = 1.0  # the share of the correction taken (fuse_weight)
+    direct: DirectAlignment | None = None  # the refinement against the map's render (mapping.direct), where run
 
     @classmethod
     def refused(cls, T_world_cam: torch.Tensor) -> "Alignment":
@@ -113,9 +115,7 @@ def align_to_map(
             break
     if len(r) < min_inliers:
         return Alignment.refused(T_world_cam)
-    trans = float((T[:3, 3] - T0[:3, 3]).norm())  # the camera moved by ...
-    cos = float(((torch.trace(T[:3, :3] @ T0[:3, :3].T) - 1) / 2).clamp(-1, 1))  # ... and turned by
-    rot = float(torch.rad2deg(torch.arccos(torch.tensor(cos))))
+    trans, rot = pose_change(T0, T)
     rms_after = float(r.pow(2).mean().sqrt())
     ok = bool(torch.isfinite(T).all()) and trans <= max_translation and rot <= max_rotation_deg
     T_out = T.to(T_world_cam.dtype) if ok else T_world_cam

@@ -288,6 +288,7 @@ class GsSemanticNode(Node):
             "track_correction_mm": round(1000 * getattr(self.pipeline.mapper.last_alignment, "translation", 0.0), 2),
             "track_weight": round(getattr(self.pipeline.mapper.last_alignment, "weight", 0.0), 3),  # the share taken
             "track_refused": self.pipeline.mapper.track_refused,
+            "track_direct_refused": self.pipeline.mapper.track_direct_refused,  # mapper.track_direct
             "objects": len([o for o in snap.objects if not o.is_background]),
             "mapping_lag_s": round(max(0.0, self.last_input_stamp - self.last_processed_stamp), 3),
             "cpu_rss_mb": round(rss_mb, 1),
