@@ -261,6 +261,14 @@ def main(argv=None):
         help="mapping: split (1) or prune (0) Gaussians larger than mapper.max_scale",
     )
     b.add_argument("--frame-step", type=int, default=1, help="mapping: integrate/hold out every k-th frame of the bag")
+    b.add_argument(
+        "--heldout-fit",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="mapping: also score each held-out view through the pose and camera response fitted to it (Adam steps; "
+        "0: off): a recorded pose's own error taken out",
+    )
     b.add_argument("--max-gaussians", type=int, default=None, help="mapping: mapper.max_gaussians override")
     b.add_argument(
         "--cap-policy",

@@ -163,52 +163,88 @@ def psnr(mse: float) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-10))
 
 
-@torch.no_grad()
-def predict_view(m: Mapper, frame: Frame):
+def predict_view(
+    m: Mapper, frame: Frame, exposure: torch.Tensor | None = None, pose_delta: torch.Tensor | None = None, kf=None
+):
     """(keyframe as recorded, render, colours the camera would have taken) for a (held-out) frame. A
     rolling-shutter view (row poses) is predicted as recorded: the render at its stamp rolled by the
     shutter model through the render's own depth (mapping.shutter); with exposure compensation, through
-    the camera response of its instant (`Mapper.exposure_at`: from the keyframes either side in time)."""
-    kf = m.prepare(dataclasses.replace(frame, T_world_rows=None))
+    the camera response of its instant (`Mapper.exposure_at`: from the keyframes either side in time),
+    or through `exposure` (3,4) where given. `pose_delta` (6,): a correction of the frame's pose, as
+    `Keyframe.pose_delta` (differentiable: `fit_view` optimises both). `kf`: the frame already prepared."""
+    kf = m.prepare(dataclasses.replace(frame, T_world_rows=None)) if kf is None else kf
+    kf.pose_delta = pose_delta
     out = m.render(kf, detach_geometry=True)
-    colors = m.respond(out.colors, m.exposure_at(frame.stamp)).clamp(0, 1)
+    response = m.exposure_at(frame.stamp) if exposure is None else exposure
+    colors = m.respond(out.colors, response).clamp(0, 1)
     if frame.T_world_rows is not None:
-        drawn = torch.where(out.alpha > 0.5, out.depth, torch.zeros_like(out.depth))
+        drawn = torch.where(out.alpha > 0.5, out.depth, torch.zeros_like(out.depth)).detach()
         colors = rolling(colors, drawn, kf.camera, frame.T_world_cam, frame.T_world_rows)
     return kf, out, colors
 
 
+def fit_view(m: Mapper, frame: Frame, steps: int, lr_pose: float = 2e-3, lr_exposure: float = 1e-3):
+    """The pose correction (6,) and camera response (3,4) under which the frozen map best predicts a
+    held-out view (L1 over its pixels, `steps` Adam steps): test-time pose optimisation, as NeRF-- and
+    BARF score views whose recorded poses are off. A recorded pose millimetres off shifts every edge by
+    a pixel, which is the pose's error, not the map's; 6 + 12 numbers cannot fit a view's content."""
+    E0 = m.exposure_at(frame.stamp)
+    exposure = (torch.zeros(3, 4, device=m.device) if E0 is None else E0.clone()).requires_grad_(True)
+    delta = torch.zeros(6, device=m.device, requires_grad=True)
+    opt = torch.optim.Adam([{"params": [delta], "lr": lr_pose}, {"params": [exposure], "lr": lr_exposure}])
+    kf = m.prepare(dataclasses.replace(frame, T_world_rows=None))
+    for _ in range(steps):
+        kf, _, colors = predict_view(m, frame, exposure, delta, kf)
+        loss = (colors - kf.rgb).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return delta.detach(), exposure.detach()
+
+
 @torch.no_grad()
-def evaluate_view(m: Mapper, frame: Frame) -> dict:
+def evaluate_view(m: Mapper, frame: Frame, fit_steps: int = 0) -> dict:
     """PSNR and depth L1 of the map rendered at a (held-out) frame (`predict_view`); `psnr_observed`
-    over the pixels the keyframes saw (`observed`)."""
+    over the pixels the keyframes saw (`observed`); with fit_steps, also `psnr_fitted`: the view
+    through the pose and response `fit_view` finds."""
     kf, out, colors = predict_view(m, frame)
     se = (colors - kf.rgb) ** 2
     seen = observed(m, kf)
     valid = (kf.depth > 0) & (out.alpha > 0.5)
     dl1 = float((out.depth - kf.depth).abs()[valid].mean()) if bool(valid.any()) else float("nan")
-    return {
+    row = {
         "psnr": psnr(float(se.mean())),
         "psnr_observed": psnr(float(se[seen].mean())),
         "unseen_fraction": 1.0 - float(seen.float().mean()),
         "depth_l1": dl1,
         "coverage": float(((out.alpha > 0.5) & (kf.depth > 0)).sum() / max(1, int((kf.depth > 0).sum()))),
     }
+    if fit_steps > 0:
+        with torch.enable_grad():
+            delta, exposure = fit_view(m, frame, fit_steps)
+        kf, _, colors = predict_view(m, frame, exposure, delta)
+        row["psnr_fitted"] = psnr(float(((colors - kf.rgb) ** 2).mean()))
+        row["fit_correction_mm"] = 1e3 * float(delta[3:].norm())
+    return row
 
 
 def heldout_summary(ev: list[dict]) -> dict:
-    """Means of Mapper.evaluate over the held-out views (never integrated)."""
+    """Means of evaluate_view over the held-out views (never integrated)."""
 
     def mean(k):
-        return float(np.nanmean([e[k] for e in ev])) if ev else float("nan")
+        return float(np.nanmean([e.get(k, np.nan) for e in ev])) if ev else float("nan")
 
-    return {
+    out = {
         "heldout_frames": len(ev),
         "heldout_psnr_db": mean("psnr"),
         "heldout_psnr_observed_db": mean("psnr_observed"),
         "heldout_unseen_fraction": mean("unseen_fraction"),
         "heldout_depth_l1_m": mean("depth_l1"),
     }
+    if ev and "psnr_fitted" in ev[0]:
+        out["heldout_psnr_fitted_db"] = mean("psnr_fitted")
+        out["heldout_fit_correction_mm"] = mean("fit_correction_mm")
+    return out
 
 
 def surface_error(m: Mapper, d: Path) -> dict:

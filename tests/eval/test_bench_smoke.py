@@ -92,8 +92,10 @@ def test_device_benches_run_on_cpu(tmp_path):
     assert m["cap_policy"] == "merge" and 0 < m["gaussians"] <= 300 and m["map_resolution_m"] > 0
     cam = tmp_path / "camera.yaml"  # a camera's params file: its mapper settings count, the flags' resolution too
     cam.write_text("/**:\n  ros__parameters:\n    mapper:\n      exposure_compensation: true\n      width: 320\n")
-    m = mapping("--params", str(cam))
+    m = mapping("--params", str(cam), "--heldout-fit", "3")
     assert m["exposure_compensation"] is True and m["pose_refinement"] is False and m["resolution"] == [64, 48]
+    assert m["heldout_fit_steps"] == 3 and m["heldout_psnr_fitted_db"] > 10  # and the report is written
+    assert "pose and response fitted" in (tmp_path / "mapping.md").read_text()
     assert main(["bench", "lift", "--width", "64", "--height", "48", "--sizes", "3000", "--repeats", "1", *common]) == 0
     lift = json.loads((tmp_path / "lift.json").read_text())[0]
     assert lift["gaussians"] == 3000 and lift["trace_ms"] > 0 and lift["registry_update_ms"] > 0
