@@ -33,7 +33,7 @@ $PY -m gs_semantic_node.cli import tum "$W/tum" "$W/tum_xyz" 2>&1 | tail -1
 timeout 240 $PY -m pytest -q -p no:cacheprovider tests/mapping/test_gsplat_parity.py tests/mapping/test_mapper.py 2>&1 | tail -4
 pack() { tar -C "$W" --exclude=tum --exclude=tum_xyz -czf "$OUT/gpu_real.tgz" .; }
 B="$PY -m gs_semantic_node.cli bench"
-T="--params config/kinect_v1.yaml"  # depth offset, readout, exposure compensation, pose refinement
+T="--params config/kinect_v1.yaml"  # depth offset, readout, exposure, pose refinement, keyframes aligned to the render
 FIX="-p mapper.lambda_dssim:=0.2 -p mapper.depth_noise_weighting:=true"
 while IFS='|' read -r tag args; do
   [[ -n $tag ]] || continue
@@ -41,13 +41,14 @@ while IFS='|' read -r tag args; do
   timeout ${ROW_TIMEOUT:-75} $B mapping --sim-dirs "$W/tum_xyz" $T $args --out "$W/$tag" </dev/null 2>&1 | tr '\r' '\n' | grep -v -i -e warn -e '%|' | tail -6
   pack  # after every row: a call cut short still brings back what was measured
 done <<ROWS
-t640_it8|--width 640 --height 480 --iters 8
+t640_it8|--width 640 --height 480 --iters 8 --heldout-fit 60
+t640_it8_nodirect|--width 640 --height 480 --iters 8 -p mapper.track_direct:=false -p mapper.track_map_sigma:=0.005
 t640_it8_nocarve|--width 640 --height 480 --iters 8 -p mapper.free_space_carving:=false
 t640_it8_norefine|--width 640 --height 480 --iters 8 -p mapper.pose_refinement:=false
 t640_it8_fix|--width 640 --height 480 --iters 8 $FIX
-t640_it20|--width 640 --height 480 --iters 20
+t640_it20|--width 640 --height 480 --iters 20 --heldout-fit 60
 t640_it20_fix|--width 640 --height 480 --iters 20 $FIX
-t160_it8|--width 160 --height 120 --iters 8
+t160_it8|--width 160 --height 120 --iters 8 --heldout-fit 60
 t640_it8_global|--width 640 --height 480 --iters 8 -p node.rgb_readout:=0
 t640_it8_notrack|--width 640 --height 480 --iters 8 -p mapper.track:=false
 t640_it8_cap1M|--width 640 --height 480 --iters 8 --max-gaussians 1000000
