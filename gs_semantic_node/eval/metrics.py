@@ -163,6 +163,12 @@ def psnr(mse: float) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-10))
 
 
+def as_keyframe(m: Mapper, frame: Frame):
+    """A (held-out) frame prepared as the mapper prepares keyframes, at its stamp's pose (its rows'
+    poses go into the prediction instead: `predict_view`)."""
+    return m.prepare(dataclasses.replace(frame, T_world_rows=None))
+
+
 def predict_view(
     m: Mapper, frame: Frame, exposure: torch.Tensor | None = None, pose_delta: torch.Tensor | None = None, kf=None
 ):
@@ -171,8 +177,9 @@ def predict_view(
     shutter model through the render's own depth (mapping.shutter); with exposure compensation, through
     the camera response of its instant (`Mapper.exposure_at`: from the keyframes either side in time),
     or through `exposure` (3,4) where given. `pose_delta` (6,): a correction of the frame's pose, as
-    `Keyframe.pose_delta` (differentiable: `fit_view` optimises both). `kf`: the frame already prepared."""
-    kf = m.prepare(dataclasses.replace(frame, T_world_rows=None)) if kf is None else kf
+    `Keyframe.pose_delta` (differentiable: `fit_view` optimises both). `kf`: the frame already prepared
+    (`as_keyframe`)."""
+    kf = as_keyframe(m, frame) if kf is None else kf
     kf.pose_delta = pose_delta
     out = m.render(kf, detach_geometry=True)
     response = m.exposure_at(frame.stamp) if exposure is None else exposure
@@ -183,16 +190,17 @@ def predict_view(
     return kf, out, colors
 
 
-def fit_view(m: Mapper, frame: Frame, steps: int, lr_pose: float = 2e-3, lr_exposure: float = 1e-3):
+def fit_view(m: Mapper, frame: Frame, steps: int, lr_pose: float = 2e-3, lr_exposure: float = 1e-3, kf=None):
     """The pose correction (6,) and camera response (3,4) under which the frozen map best predicts a
     held-out view (L1 over its pixels, `steps` Adam steps): test-time pose optimisation, as NeRF-- and
     BARF score views whose recorded poses are off. A recorded pose millimetres off shifts every edge by
-    a pixel, which is the pose's error, not the map's; 6 + 12 numbers cannot fit a view's content."""
+    a pixel, which is the pose's error, not the map's; 6 + 12 numbers cannot fit a view's content.
+    `kf`: the frame already prepared (`as_keyframe`)."""
     E0 = m.exposure_at(frame.stamp)
     exposure = (torch.zeros(3, 4, device=m.device) if E0 is None else E0.clone()).requires_grad_(True)
     delta = torch.zeros(6, device=m.device, requires_grad=True)
     opt = torch.optim.Adam([{"params": [delta], "lr": lr_pose}, {"params": [exposure], "lr": lr_exposure}])
-    kf = m.prepare(dataclasses.replace(frame, T_world_rows=None))
+    kf = as_keyframe(m, frame) if kf is None else kf
     for _ in range(steps):
         kf, _, colors = predict_view(m, frame, exposure, delta, kf)
         loss = (colors - kf.rgb).abs().mean()
@@ -221,8 +229,8 @@ def evaluate_view(m: Mapper, frame: Frame, fit_steps: int = 0) -> dict:
     }
     if fit_steps > 0:
         with torch.enable_grad():
-            delta, exposure = fit_view(m, frame, fit_steps)
-        kf, _, colors = predict_view(m, frame, exposure, delta)
+            delta, exposure = fit_view(m, frame, fit_steps, kf=kf)
+        _, _, colors = predict_view(m, frame, exposure, delta, kf)
         row["psnr_fitted"] = psnr(float(((colors - kf.rgb) ** 2).mean()))
         row["fit_correction_mm"] = 1e3 * float(delta[3:].norm())
     return row
@@ -232,7 +240,7 @@ def heldout_summary(ev: list[dict]) -> dict:
     """Means of evaluate_view over the held-out views (never integrated)."""
 
     def mean(k):
-        return float(np.nanmean([e.get(k, np.nan) for e in ev])) if ev else float("nan")
+        return float(np.nanmean([e[k] for e in ev])) if ev else float("nan")
 
     out = {
         "heldout_frames": len(ev),

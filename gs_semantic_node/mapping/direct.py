@@ -32,6 +32,8 @@ class DirectAlignment:
     cost_after: float  # ... and at the aligned one
     gain: torch.Tensor  # (3,) the frame's colour = gain x rendered colour + offset
     offset: torch.Tensor  # (3,)
+    translation: float = 0.0  # m and degrees from the bounds' reference pose to the aligned one
+    rotation_deg: float = 0.0
 
     @classmethod
     def refused(cls, T_world_cam: torch.Tensor) -> "DirectAlignment":
@@ -85,6 +87,7 @@ def align_to_render(
     max_translation: float = 0.03,
     max_rotation_deg: float = 3.0,
     min_pixels: int = 300,
+    bounds_from: torch.Tensor | None = None,
 ) -> DirectAlignment:
     """Align a frame (rgb (H,W,3) in [0,1], depth (H,W) m, 0 = none) whose pose is about T_world_cam to
     the map rendered at T_world_cam (colours, expected depth, alpha at the same resolution).
@@ -92,8 +95,9 @@ def align_to_render(
     Residuals are in noise units: colour by `color_sigma`, depth by depth_sigma + depth_noise x z^2
     (a structured-light sensor's noise grows with depth squared), Huber-weighted at 1.345. Only
     rendered pixels the map covers (alpha > 0.95) take part; a frame pixel landing on a depth edge
-    or hole adds no depth residual. A correction beyond the bounds, one that does not lower the
-    cost, or one resting on fewer than `min_pixels` pixels is refused: the start pose stands."""
+    or hole adds no depth residual. A pose beyond the bounds (measured from `bounds_from`, by default
+    the start pose), one that does not lower the cost, or one resting on fewer than `min_pixels`
+    pixels is refused: the start pose stands."""
     dev, dt = rgb.device, torch.float32
     G = torch.eye(4, dtype=torch.float64, device=dev)  # start camera -> aligned camera
     gain = torch.ones(3, dtype=dt, device=dev)
@@ -137,7 +141,7 @@ def align_to_render(
     cost, pixels = _cost(r), int(ok.sum())
     T0 = T_world_cam.double()
     T = T0 @ torch.linalg.inv(G)
-    trans, rot = pose_change(T0, T)
+    trans, rot = pose_change(T0 if bounds_from is None else bounds_from.double(), T)
     accepted = (
         bool(torch.isfinite(T).all())
         and pixels >= min_pixels
@@ -146,7 +150,7 @@ def align_to_render(
         and rot <= max_rotation_deg
     )
     T_out = T.to(T_world_cam.dtype) if accepted else T_world_cam
-    return DirectAlignment(T_out, accepted, pixels, cost_before, cost, gain, offset)
+    return DirectAlignment(T_out, accepted, pixels, cost_before, cost, gain, offset, trans, rot)
 
 
 def _cost(r: torch.Tensor) -> float:

@@ -24,7 +24,7 @@ from ..types import Camera, Frame
 from .compaction import choose_voxel, merge_in_voxels, rotmat_to_quat
 from .direct import DirectAlignment, align_to_render
 from .gaussians import GaussianMap
-from .geometry import backproject, depth_normals, pose_change, rotvec_to_matrix
+from .geometry import backproject, depth_normals, rotvec_to_matrix
 from .rasterizer import RenderOutput, make_rasterizer, quat_to_rotmat
 from .registration import one_instant
 from .tracking import Alignment, align_to_map, blend, displacement_sq, fuse_weight
@@ -290,11 +290,10 @@ class Mapper:
             a = Alignment.refused(kf.T_world_cam)
         given = kf.T_world_cam.double()
         if self.cfg.track_direct:  # ... then to the map's render, from where the centres put it
-            d = self._align_direct(kf, a.T_world_cam)
-            moved, turned = pose_change(given, d.T_world_cam.double())
-            d.accepted &= moved <= self.cfg.track_max_translation and turned <= self.cfg.track_max_rotation_deg
+            d = self._align_direct(kf, a.T_world_cam, given)
             if d.accepted:
-                a.T_world_cam, a.accepted, a.translation, a.rotation_deg = d.T_world_cam, True, moved, turned
+                a.T_world_cam, a.accepted = d.T_world_cam, True
+                a.translation, a.rotation_deg = d.translation, d.rotation_deg
             else:
                 self.track_direct_refused += 1
             a.direct = d
@@ -315,8 +314,9 @@ class Mapper:
         self.last_alignment = a
         return a
 
-    def _align_direct(self, kf: Keyframe, T_world_cam: torch.Tensor) -> DirectAlignment:
-        """The keyframe at T_world_cam aligned to the map rendered there (mapping.direct)."""
+    def _align_direct(self, kf: Keyframe, T_world_cam: torch.Tensor, given: torch.Tensor) -> DirectAlignment:
+        """The keyframe at T_world_cam aligned to the map rendered there (mapping.direct), no farther from
+        its given pose than mapper.track_max_translation / track_max_rotation_deg."""
         cfg = self.cfg
         V = torch.linalg.inv(T_world_cam.to(kf.viewmat.dtype))
         out = self.render(dataclasses.replace(kf, viewmat=V, pose_delta=None), detach_geometry=True)
@@ -333,6 +333,7 @@ class Mapper:
                 depth_noise=cfg.depth_noise,
                 max_translation=cfg.track_max_translation,
                 max_rotation_deg=cfg.track_max_rotation_deg,
+                bounds_from=given,
             )
         except RuntimeError:
             return DirectAlignment.refused(T_world_cam)

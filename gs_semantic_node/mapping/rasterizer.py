@@ -86,11 +86,7 @@ class TorchRasterizer(Rasterizer):
         x, y, z = mc.unbind(-1)
         fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
         zs = z.clamp(min=NEAR)
-        tan_x, tan_y = 0.5 * width / fx, 0.5 * height / fy
-        lim_xp, lim_xn = (width - cx) / fx + 0.3 * tan_x, cx / fx + 0.3 * tan_x
-        lim_yp, lim_yn = (height - cy) / fy + 0.3 * tan_y, cy / fy + 0.3 * tan_y
-        tx = zs * torch.minimum(torch.maximum(x / zs, -lim_xn), lim_xp)
-        ty = zs * torch.minimum(torch.maximum(y / zs, -lim_yn), lim_yp)
+        tx, ty = fov_clamped(x, y, zs, K, width, height)
         # the 2D covariance J R S S^T R^T J^T as (J M)(J M)^T with M = R_view R_gauss S, written out: J has
         # two zeros per row, and 3x3 batched matmuls are slow on the CPU
         M = (R @ quat_to_rotmat(quats)) * scales[:, None, :]
@@ -160,26 +156,37 @@ class TorchRasterizer(Rasterizer):
         return RenderOutput(out_c, out_a, depth)
 
 
+def fov_clamped(x, y, zs, K, width, height):
+    """Camera-frame x, y (N,) at depth zs clamped to 1.3x the field of view: where gsplat evaluates
+    the projection's Jacobian, so Gaussians far outside the image do not blow up."""
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    tan_x, tan_y = 0.5 * width / fx, 0.5 * height / fy
+    lim_xp, lim_xn = (width - cx) / fx + 0.3 * tan_x, cx / fx + 0.3 * tan_x
+    lim_yp, lim_yn = (height - cy) / fy + 0.3 * tan_y, cy / fy + 0.3 * tan_y
+    tx = zs * torch.minimum(torch.maximum(x / zs, -lim_xn), lim_xp)
+    ty = zs * torch.minimum(torch.maximum(y / zs, -lim_yn), lim_yp)
+    return tx, ty
+
+
 @torch.no_grad()
 def footprint(mean2d, a, c, det, z, opacities, width, height):
     """gsplat's culling: the half-extents (rx, ry) in pixels of each Gaussian's opacity-aware box (its
     alpha is below 1/255 outside it; 2D covariance [[a, b], [b, c]] with determinant det) and whether
     it is drawn at all (in the depth range, inside the image, opaque enough)."""
-    op = opacities.detach()
-    extend = torch.clamp(torch.sqrt(2 * torch.log((op / ALPHA_MIN).clamp(min=1.0))), max=3.33)
-    rx = torch.ceil(extend * torch.sqrt(a.detach().clamp(min=0)))
-    ry = torch.ceil(extend * torch.sqrt(c.detach().clamp(min=0)))
-    m2 = mean2d.detach()
+    extend = torch.clamp(torch.sqrt(2 * torch.log((opacities / ALPHA_MIN).clamp(min=1.0))), max=3.33)
+    rx = torch.ceil(extend * torch.sqrt(a.clamp(min=0)))
+    ry = torch.ceil(extend * torch.sqrt(c.clamp(min=0)))
+    u, v = mean2d.unbind(-1)
     valid = (
         (z > NEAR)
         & (z < FAR)
         & (det > 0)
-        & (op >= ALPHA_MIN)
+        & (opacities >= ALPHA_MIN)
         & ((rx > 0) | (ry > 0))
-        & (m2[:, 0] + rx > 0)
-        & (m2[:, 0] - rx < width)
-        & (m2[:, 1] + ry > 0)
-        & (m2[:, 1] - ry < height)
+        & (u + rx > 0)
+        & (u - rx < width)
+        & (v + ry > 0)
+        & (v - ry < height)
     )
     return rx, ry, valid
 

@@ -66,6 +66,12 @@ def test_a_correction_past_the_bounds_is_refused():
     truth = perturbed(np.eye(4), 0.01, 0.5, 4)
     a, _, _ = align(truth, np.eye(4), max_translation=0.002)
     assert not a.accepted and torch.equal(a.T_world_cam, torch.eye(4))
+    a, _, _ = align(truth, np.eye(4))
+    assert a.accepted and 0.005 < a.translation < 0.015  # within 3 cm of the start pose ...
+    given = torch.eye(4)
+    given[0, 3] = 0.04
+    a, _, _ = align(truth, np.eye(4), bounds_from=given)
+    assert not a.accepted  # ... but not of the pose the bounds are measured from
 
 
 def test_a_keyframe_slid_along_a_textured_plane_is_put_back():

@@ -1,7 +1,8 @@
 """The tile rasterizer the vectorised CPU reference (mapping.rasterizer.TorchRasterizer) is checked against:
 gsplat's algorithm written out plainly (3x3 covariance products, a Python loop over 16x16 tiles, each
 pixel compositing every Gaussian of its tile front to back), slow but obviously what gsplat does. The
-culling rule (`rasterizer.footprint`) is shared; test_gsplat_parity checks it against gsplat itself."""
+frustum clamp and culling rules (`rasterizer.fov_clamped`, `footprint`) are shared; test_gsplat_parity
+checks them against gsplat itself."""
 
 import math
 
@@ -15,6 +16,7 @@ from gs_semantic_node.mapping.rasterizer import (
     T_MIN,
     RenderOutput,
     footprint,
+    fov_clamped,
     quat_to_rotmat,
 )
 
@@ -31,11 +33,7 @@ def project(means, quats, scales, opacities, viewmat, K, width, height):
     cov_w = M @ M.transpose(1, 2)
     cov_c = R @ cov_w @ R.T
     zs = z.clamp(min=NEAR)
-    tan_x, tan_y = 0.5 * width / fx, 0.5 * height / fy
-    lim_xp, lim_xn = (width - cx) / fx + 0.3 * tan_x, cx / fx + 0.3 * tan_x
-    lim_yp, lim_yn = (height - cy) / fy + 0.3 * tan_y, cy / fy + 0.3 * tan_y
-    tx = zs * torch.minimum(torch.maximum(x / zs, -lim_xn), lim_xp)
-    ty = zs * torch.minimum(torch.maximum(y / zs, -lim_yn), lim_yp)
+    tx, ty = fov_clamped(x, y, zs, K, width, height)
     zero = torch.zeros_like(zs)
     J = torch.stack([fx / zs, zero, -fx * tx / zs**2, zero, fy / zs, -fy * ty / zs**2], -1).reshape(-1, 2, 3)
     cov2 = J @ cov_c @ J.transpose(1, 2)
