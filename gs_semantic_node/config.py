@@ -249,7 +249,7 @@ class SemanticsConfig:
     box_grow_sigma_z: float = 0.0  # ... vertically: top centres lie on the top face; the support sets the floor
     # An object whose Gaussians were all seeded from one side (the cameras' azimuths round it leave a gap
     # of at least this many degrees: its back unseen) gets a box round its seen front mirrored behind
-    # its silhouette's rim too (boxes.seen_side / mirror_back); >= 360: off
+    # its middle too (boxes.seen_side / mirror_back); >= 360: off
     box_one_sided_gap_deg: float = 180.0
     support_reach: float = 0.04  # m: support surface searched this far below an object's lowest Gaussian
     support_margin: float = 0.03  # m: ... among stuff Gaussians this close around its footprint

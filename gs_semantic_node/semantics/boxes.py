@@ -64,17 +64,52 @@ def seen_side(seen_from: np.ndarray, min_gap_deg: float, bins: int = 36) -> np.n
     return -np.array([np.cos(gap_centre), np.sin(gap_centre)])
 
 
-def mirror_back(points: np.ndarray, toward: np.ndarray, rim: float = 5.0) -> np.ndarray:
+def front_circle(t: np.ndarray, side: np.ndarray, tolerance: float, bins: int = 12) -> tuple[float, float] | None:
+    """(t, radius) of the circle through an object's front outline seen from above: per bin across
+    its width, the point nearest the cameras (largest t), fitted algebraically (Kasa). A sphere's or a
+    cylinder's outline is its equator's front arc, whose centre is the object's middle. None for fewer
+    than 4 bins, an outline the circle misses by more than `tolerance` rms (a box's corner: there the
+    rim's points are opposite corners, whose mean is its middle), or one too flat for a circle to mean
+    anything (radius over 3/4 of the width: a face seen square-on)."""
+    lo, w = float(side.min()), float(np.ptp(side))
+    n = int(np.clip(len(t) // 3, 4, bins))
+    b = np.minimum(((side - lo) / max(w, 1e-9) * n).astype(int), n - 1)
+    front = np.full(n, -np.inf)
+    np.maximum.at(front, b, t)
+    full = np.isfinite(front)
+    if full.sum() < 4:
+        return None
+    at = np.nonzero(full)[0]
+    s_env = np.array([side[(b == k) & (t == front[k])][0] for k in at])
+    t_env = front[full]
+    A = np.column_stack([s_env, t_env, np.ones(len(at))])
+    (a, c, d), *_ = np.linalg.lstsq(A, -(s_env**2 + t_env**2), rcond=None)
+    r2 = (a * a + c * c) / 4 - d
+    if r2 <= 0 or np.sqrt(r2) > 0.75 * w:
+        return None
+    r = float(np.sqrt(r2))
+    miss = np.hypot(s_env + a / 2, t_env + c / 2) - r
+    return (-c / 2, r) if float(np.sqrt(np.mean(miss**2))) <= tolerance else None
+
+
+def mirror_back(points: np.ndarray, toward: np.ndarray, resolution: float, rim: float = 5.0) -> np.ndarray:
     """The seen front of an object reflected behind itself, about the vertical plane facing `toward`
-    (2,) through its silhouette's rim: the points farthest out to either side (the outer `rim` %)
-    lie where a round or boxy object's middle is, whether the back was seen or not; what lies in front
-    of that plane, mirrored, spans what the object occupies behind it."""
+    (2,) through its middle; what lies in front of that plane, mirrored, spans what the object
+    occupies behind it. The middle is the farther back of two estimates: the silhouette's rim (the
+    points farthest out to either side, the outer `rim` %: where a round or boxy object's middle is
+    when seen whole) and the centre of the circle through the front outline, where one fits it within
+    `resolution`, the Gaussians' scale (front_circle). Seeds stop short of the rim by up to a pixel,
+    and on a round object a pixel in from the rim lies well in front of its middle; the circle
+    through the outline does not depend on the rim."""
     u = np.array([toward[0], toward[1], 0.0])
     t, side = points @ u, points @ np.array([-toward[1], toward[0], 0.0])
     lo, hi = np.percentile(side, [rim, 100 - rim])
-    t_rim = float(np.median(t[(side <= lo) | (side >= hi)]))
-    ahead = t > t_rim
-    return points[ahead] - 2 * (t[ahead] - t_rim)[:, None] * u
+    t_mid = float(np.median(t[(side <= lo) | (side >= hi)]))
+    circle = front_circle(t, side, resolution)
+    if circle is not None:
+        t_mid = min(t_mid, circle[0])
+    ahead = t > t_mid
+    return points[ahead] - 2 * (t[ahead] - t_mid)[:, None] * u
 
 
 def _footprint(xy: np.ndarray, u: np.ndarray) -> tuple:

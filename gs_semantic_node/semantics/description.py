@@ -95,13 +95,13 @@ def describe(
         pts = snap["means"][idx]
         keep = clean_index(pts, snap["opacities"][idx], cfg.box_min_opacity, cfg.box_outlier_std)
         clean = pts[keep]
+        sigma = float(np.median(snap["scales"][idx].max(1)))
         body = clean  # what the box bounds: the points, and behind an object seen from one side their mirror
         if not is_bg and box_mode == "upright" and cfg.box_one_sided_gap_deg < 360:
             side = seen_side(snap["seen_from"][idx[keep]], cfg.box_one_sided_gap_deg)
             if side is not None:
-                body = np.concatenate([clean, mirror_back(clean, side)])
+                body = np.concatenate([clean, mirror_back(clean, side, sigma)])
         box = fit_box(body, box_mode, cfg.box_axis_tolerance)
-        sigma = float(np.median(snap["scales"][idx].max(1)))
         bottom = box.center[2] - box.size[2] / 2
         if box_mode == "upright":  # the vertical sides grow by what their shape says (boxes.grow_sides)
             box = grow_sides(body, box, sigma, cfg.box_grow_sigma, cfg.box_flat_coverage, cfg.box_round_coverage)

@@ -425,10 +425,39 @@ def test_a_can_seen_from_one_side_gets_a_box_round_its_whole_body(views_deg, one
     if one_sided:
         assert side @ [np.cos(facing), np.sin(facing)] > 0.95  # towards where it was seen from
         seen = fit_box(pts, "upright")
-        whole = fit_box(np.concatenate([pts, mirror_back(pts, side)]), "upright")
+        whole = fit_box(np.concatenate([pts, mirror_back(pts, side, 0.004)]), "upright")
         assert seen.size[:2].min() < (0.045 if views_deg == 0 else 0.065)  # the seen part: about a radius deep
         assert np.all(np.abs(whole.size[:2] - 0.07) < 0.008)
         assert np.linalg.norm(whole.center[:2] - [0.4, -0.1]) < 0.005
+
+
+def _seeded_front(shape: str, inset: float) -> np.ndarray:
+    """What views from +x seed of an 80 mm object standing at the origin: the part facing them, on a
+    grid whose outermost samples stop `inset` short of the silhouette's rim (as pixel centres do)."""
+    r, rng = 0.04, np.random.default_rng(3)
+    y, z = (g.ravel() for g in np.meshgrid(np.linspace(-r + inset, r - inset, 15), np.linspace(0.0, 2 * r, 15)))
+    ty, tx = (g.ravel() for g in np.meshgrid(np.linspace(-r + inset, r - inset, 12), np.linspace(-r, r, 12)))
+    top = np.column_stack([tx, ty, np.full_like(tx, 2 * r)])
+    if shape == "apple":  # a sphere's front cap
+        keep = y**2 + (z - r) ** 2 < (r - inset) ** 2
+        front = np.column_stack([np.sqrt(np.clip(r**2 - y**2 - (z - r) ** 2, 0, None)), y, z])[keep]
+    elif shape == "can":  # a cylinder's front wall and its top
+        front = np.vstack([np.column_stack([np.sqrt(r**2 - y**2), y, z]), top[tx**2 + ty**2 < r**2]])
+    else:  # a box face-on: its front face and its top
+        front = np.vstack([np.column_stack([np.full_like(y, r), y, z]), top])
+    return front + rng.normal(0, 0.0005, front.shape)
+
+
+@pytest.mark.parametrize("shape", ["apple", "can", "box"])
+def test_the_mirror_plane_is_the_middle_where_seeds_stop_short_of_the_rim(shape):
+    """Seeds end up to a pixel inside the silhouette, and on a round object the outermost of them lie
+    well in front of its middle: mirrored about them an 80 mm apple comes out about half as deep. The
+    circle through the front outline puts the plane at the middle; the box's flat face leaves the
+    rim's plane, which its seen top already puts at the middle."""
+    pts = _seeded_front(shape, inset=0.004)
+    body = np.concatenate([pts, mirror_back(pts, np.array([1.0, 0.0]), 0.004)])
+    assert abs(np.ptp(body[:, 0]) - 0.08) < 0.008
+    assert abs(body[:, 0].max() + body[:, 0].min()) / 2 < 0.005  # centred on the object
 
 
 def test_a_solid_of_revolution_is_scored_whatever_the_gt_yaw():
