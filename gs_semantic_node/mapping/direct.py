@@ -190,13 +190,12 @@ def _residuals(pts, ref_c, G, img, dep, grad, cam, gain, offset, color_sigma, de
     rc_c = ((obs - (gain * rc + offset)) / color_sigma).double()  # (n,3)
     Jc = (g[:, :3, None, :] @ duv[:, None]).squeeze(2) / color_sigma  # (n,3,6)
     # depth: D(u') - z', where the observed depth is smooth under the pixel
-    D = dep
     u0, v0 = uu.floor().long().clamp(0, w_ - 2), vv.floor().long().clamp(0, h - 2)
-    quad = torch.stack([D[v0, u0], D[v0, u0 + 1], D[v0 + 1, u0], D[v0 + 1, u0 + 1]], 1)
+    quad = torch.stack([dep[v0, u0], dep[v0, u0 + 1], dep[v0 + 1, u0], dep[v0 + 1, u0 + 1]], 1)
     lo = quad.min(1).values
     sig = depth_sigma + depth_noise * z**2
     d_ok = (lo > 0) & ((quad.max(1).values - lo) < 0.05 * lo)
-    d_obs = _sample(D[..., None], uu, vv)[:, 0].double()
+    d_obs = _sample(dep[..., None], uu, vv)[:, 0].double()
     rd = ((d_obs - z) / sig)[d_ok]
     Jd = ((g[:, 3:4] @ duv).squeeze(1) - dq[:, 2]) / sig[:, None]
     Jd = Jd[d_ok]

@@ -74,15 +74,12 @@ def front_circle(t: np.ndarray, side: np.ndarray, tolerance: float, bins: int = 
     lo, w = float(side.min()), float(np.ptp(side))
     n = int(np.clip(len(t) // 3, 4, bins))
     b = np.minimum(((side - lo) / max(w, 1e-9) * n).astype(int), n - 1)
-    front = np.full(n, -np.inf)
-    np.maximum.at(front, b, t)
-    full = np.isfinite(front)
-    if full.sum() < 4:
+    order = np.lexsort((t, b))  # by bin, then t: each bin's last is its front
+    env = order[np.r_[b[order][1:] != b[order][:-1], True]]
+    if len(env) < 4:
         return None
-    at = np.nonzero(full)[0]
-    s_env = np.array([side[(b == k) & (t == front[k])][0] for k in at])
-    t_env = front[full]
-    A = np.column_stack([s_env, t_env, np.ones(len(at))])
+    s_env, t_env = side[env], t[env]
+    A = np.column_stack([s_env, t_env, np.ones(len(env))])
     (a, c, d), *_ = np.linalg.lstsq(A, -(s_env**2 + t_env**2), rcond=None)
     r2 = (a * a + c * c) / 4 - d
     if r2 <= 0 or np.sqrt(r2) > 0.75 * w:
