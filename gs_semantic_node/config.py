@@ -265,6 +265,10 @@ class SemanticsConfig:
     # one appearing with added_share of its Gaussians appeared where earlier views saw free space was added.
     track_changes: bool = True
     retire_share: float = 0.5
+    # ... of the Gaussians free space can judge: a view through an object's place meets its support within
+    # the carving margin (mapper.free_space_margin + depth noise) and neither carves nor clears the band on
+    # it; never more than half the object's height
+    retire_support_band: float = 0.03  # m
     move_min_similarity: float = 0.8
     move_size_ratio: float = 1.5
     move_min_distance: float = 0.05

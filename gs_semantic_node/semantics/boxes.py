@@ -68,9 +68,10 @@ def front_circle(t: np.ndarray, side: np.ndarray, tolerance: float, bins: int = 
     """(t, radius) of the circle through an object's front outline seen from above: per bin across
     its width, the point nearest the cameras (largest t), fitted algebraically (Kasa). A sphere's or a
     cylinder's outline is its equator's front arc, whose centre is the object's middle. None for fewer
-    than 4 bins, an outline the circle misses by more than `tolerance` rms (a box's corner: there the
-    rim's points are opposite corners, whose mean is its middle), or one too flat for a circle to mean
-    anything (radius over 3/4 of the width: a face seen square-on)."""
+    than 4 bins, an outline the circle misses by more than `tolerance` rms, one two straight lines
+    from its front point fit better (a box's corner: there the rim's points are opposite corners,
+    whose mean is its middle), or one too flat for a circle to mean anything (radius over 3/4 of the
+    width: a face seen square-on)."""
     lo, w = float(side.min()), float(np.ptp(side))
     n = int(np.clip(len(t) // 3, 4, bins))
     b = np.minimum(((side - lo) / max(w, 1e-9) * n).astype(int), n - 1)
@@ -85,28 +86,46 @@ def front_circle(t: np.ndarray, side: np.ndarray, tolerance: float, bins: int = 
     if r2 <= 0 or np.sqrt(r2) > 0.75 * w:
         return None
     r = float(np.sqrt(r2))
-    miss = np.hypot(s_env + a / 2, t_env + c / 2) - r
-    return (-c / 2, r) if float(np.sqrt(np.mean(miss**2))) <= tolerance else None
+    miss = float(np.sqrt(np.mean((np.hypot(s_env + a / 2, t_env + c / 2) - r) ** 2)))
+    return (-c / 2, r) if miss <= min(tolerance, _corner_miss(s_env, t_env)) else None
+
+
+def _corner_miss(s: np.ndarray, t: np.ndarray) -> float:
+    """Rms miss of an outline by the two lines from its front point that fit each side of it best."""
+    k = int(np.argmax(t))
+    ds, dt = s - s[k], t - t[k]
+    miss = [np.zeros(1)]
+    for part in (ds < 0, ds > 0):
+        if part.any():
+            slope = float(ds[part] @ dt[part]) / float(ds[part] @ ds[part])
+            miss.append(dt[part] - slope * ds[part])
+    return float(np.sqrt(np.mean(np.concatenate(miss) ** 2)))
 
 
 def mirror_back(points: np.ndarray, toward: np.ndarray, resolution: float, rim: float = 5.0) -> np.ndarray:
-    """The seen front of an object reflected behind itself, about the vertical plane facing `toward`
-    (2,) through its middle; what lies in front of that plane, mirrored, spans what the object
-    occupies behind it. The middle is the farther back of two estimates: the silhouette's rim (the
-    points farthest out to either side, the outer `rim` %: where a round or boxy object's middle is
-    when seen whole) and the centre of the circle through the front outline, where one fits it within
-    `resolution`, the Gaussians' scale (front_circle). Seeds stop short of the rim by up to a pixel,
-    and on a round object a pixel in from the rim lies well in front of its middle; the circle
-    through the outline does not depend on the rim."""
+    """The seen front of an object turned round behind itself: what lies in front of its middle,
+    turned half a turn about the vertical axis through the middle, spans what the object occupies
+    behind it. Half a turn maps a box, a cylinder, a sphere onto itself whatever the side it was seen
+    from (a reflection about a plane facing the cameras turns a box's seen face askew whenever the
+    view is not square-on to it). The middle: across the view, halfway between the silhouette's
+    rims (the outer `rim` %); along it, the farther back of the rim's depth (where a round or boxy
+    object's middle is when seen whole) and the centre of the circle through the front outline, where
+    one fits it within `resolution`, the Gaussians' scale (front_circle). Seeds stop short of the rim
+    by up to a pixel, and on a round object a pixel in from the rim lies well in front of its middle;
+    the circle through the outline does not depend on the rim."""
     u = np.array([toward[0], toward[1], 0.0])
-    t, side = points @ u, points @ np.array([-toward[1], toward[0], 0.0])
+    v = np.array([-toward[1], toward[0], 0.0])
+    t, side = points @ u, points @ v
     lo, hi = np.percentile(side, [rim, 100 - rim])
     t_mid = float(np.median(t[(side <= lo) | (side >= hi)]))
     circle = front_circle(t, side, resolution)
     if circle is not None:
         t_mid = min(t_mid, circle[0])
     ahead = t > t_mid
-    return points[ahead] - 2 * (t[ahead] - t_mid)[:, None] * u
+    mid = t_mid * u + 0.5 * float(side.min() + side.max()) * v
+    out = points[ahead].copy()
+    out[:, :2] = 2 * mid[:2] - out[:, :2]
+    return out
 
 
 def _footprint(xy: np.ndarray, u: np.ndarray) -> tuple:

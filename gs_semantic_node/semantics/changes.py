@@ -2,10 +2,13 @@
 object again (its id kept) when it reappears elsewhere, added when it appears on mapped surface.
 
 The mapper removes the Gaussians that later views see through (Mapper.carve) and reports their
-object ids; an object that lost `retire_share` of its Gaussians that way is gone from where it was.
-Its record is kept aside (its vote column reserved) for `move_window` seconds: an object that appears
-meanwhile with an agreeing embedding and a similar size is that object moved, and takes its id back.
-Events (moved | removed | added) queue up for the node's `~/changes` topic.
+object ids; an object that lost `retire_share` of its Gaussians that way (of those free space can
+judge: not the band on its support) is gone from where it was. If its own masks already found it
+elsewhere (its Gaussians away from where it stood), it moved in view and stays; otherwise its record
+is kept aside (its vote column reserved) for `move_window` seconds: an object that appears meanwhile
+with an agreeing embedding and a similar size is that object moved, and takes its id back. Objects
+are compared as they were before free space began to take them. Events (moved | removed | added)
+queue up for the node's `~/changes` topic.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ class ChangeTracker:
     def __init__(self, cfg: SemanticsConfig):
         self.cfg = cfg
         self.carved: dict[int, int] = {}  # object id -> its Gaussians free space removed
+        self.intact: dict[int, SemanticObject] = {}  # ... and as it was reported before free space took any
         self.retired: dict[int, Retired] = {}
+        self.moving: dict[int, SemanticObject] = {}  # gone from where it stood (as it stood), seen elsewhere
         self.known: dict[int, SemanticObject] = {}  # last reported, by id
         self.added: dict[int, float] = {}  # recently added object id -> stamp (a moved one may retire later)
         self.events: list[ObjectChange] = []
@@ -54,6 +59,8 @@ class ChangeTracker:
         u, c = torch.unique(ids.long(), return_counts=True)
         for i, n in zip(u.tolist(), c.tolist()):
             if i != BACKGROUND:
+                if i not in self.carved and i in self.known:
+                    self.intact[i] = self.known[i]
                 self.carved[i] = self.carved.get(i, 0) + n
 
     def reserved(self) -> set[int]:
@@ -62,27 +69,60 @@ class ChangeTracker:
 
     @torch.no_grad()
     def retire(self, records: dict, gmap: GaussianMap, stamp: float) -> list[int]:
-        """Objects whose Gaussians free space mostly took: their votes go, their records aside."""
+        """Objects whose Gaussians free space mostly took: their votes go, their records aside. One
+        whose Gaussians stand elsewhere (its masks found it there) keeps those and is moving."""
         out = []
         ids = gmap.state["object_id"]
+        means = gmap.means.detach()
         for i, n in list(self.carved.items()):
             if i not in records:
                 del self.carved[i]
+                self.intact.pop(i, None)
                 continue
-            left = int((ids == i).sum())
-            if n < self.cfg.retire_share * (n + left):
+            mine = torch.nonzero(ids == i).squeeze(1)
+            last = self.intact.get(i, self.known.get(i))
+            if n < self.cfg.retire_share * (n + self._judged(means[mine], last)):
                 continue
             del self.carved[i]
+            self.intact.pop(i, None)
+            if last is not None and self._moves_in_view(i, mine, means, last, gmap):
+                continue
             rec = records.pop(i)
             gmap.state["votes"][:, i] = 0
             out.append(i)
-            last = self.known.get(i)
             if last is None:  # never reported: nothing a reader knew is gone
                 continue
             self.retired[i] = Retired(rec, last, stamp)
             self.events.append(ObjectChange(i, last.label, "removed", last.obb, None, stamp))
         self._expire(stamp)
         return out
+
+    def _judged(self, pts: torch.Tensor, last: SemanticObject | None) -> int:
+        """How many of an object's Gaussians free space can judge: those clear of the band on its
+        support (retire_support_band, at most half its height), where a view through the object's place
+        meets the support within the carving margin and neither carves nor clears them."""
+        if last is None or last.obb is None or len(pts) == 0:
+            return len(pts)
+        z = last.obb.corners()[:, 2]
+        band = min(self.cfg.retire_support_band, 0.5 * float(z.max() - z.min()))
+        return int((pts[:, 2] > float(z.min()) + band).sum())
+
+    def _moves_in_view(
+        self, i: int, mine: torch.Tensor, means: torch.Tensor, last: SemanticObject, gmap: GaussianMap
+    ) -> bool:
+        """Its masks found the object elsewhere before free space cleared where it stood (views that see
+        both places): at least min_object_gaussians of its Gaussians lie away from its old box. Those
+        stay the object; the rest lose their votes for it (they go with the old place)."""
+        if last.obb is None or len(mine) == 0:
+            return False
+        b = last.obb
+        local = ((means[mine].double() - torch.as_tensor(b.center)) @ torch.as_tensor(b.rotation)).abs()
+        at_old = (local <= torch.as_tensor(b.size / 2 + self.cfg.split_eps / 2)).all(1)
+        if int((~at_old).sum()) < self.cfg.min_object_gaussians:
+            return False
+        gmap.state["votes"][mine[at_old], i] = 0
+        self.moving[i] = last
+        return True
 
     def _expire(self, stamp: float) -> None:
         keep = self.cfg.move_window
@@ -112,6 +152,7 @@ class ChangeTracker:
         appeared = gmap.state["appeared"]
         ids = gmap.state["object_id"]
         things = [o for o in objects if not o.is_background]
+        self._arrived(things, records, gmap, stamp)
         for o in things:
             if o.id in self.known or o.id in self.added:
                 continue
@@ -132,6 +173,20 @@ class ChangeTracker:
                 del self.added[i]
                 self._moved(o, match, records, gmap, stamp)
         self.known = {o.id: o for o in objects}
+
+    def _arrived(self, things: list[SemanticObject], records: dict, gmap: GaussianMap, stamp: float) -> None:
+        """Objects moving in view: reported elsewhere now, moved; not reportable, removed (and aside)."""
+        for i, was in list(self.moving.items()):
+            del self.moving[i]
+            o = next((x for x in things if x.id == i), None)
+            if o is None:
+                if i in records:
+                    self.retired[i] = Retired(records.pop(i), was, stamp)
+                    gmap.state["votes"][:, i] = 0
+                self.events.append(ObjectChange(i, was.label, "removed", was.obb, None, stamp))
+            elif float(np.linalg.norm(o.obb.center - was.obb.center)) >= self.cfg.move_min_distance:
+                self.events.append(ObjectChange(i, o.label, "moved", was.obb, o.obb, stamp))
+            # else: it stands where it stood, less what free space took of it
 
     def _moved(self, o: SemanticObject, was: SemanticObject, records: dict, gmap: GaussianMap, stamp: float):
         """o is the retired object `was`, moved: it takes its id back, and the move is announced."""

@@ -17,9 +17,9 @@ from .features import object_features
 from .records import ObjectRecord, free_id
 
 
-def split_apart(records: dict, gmap: GaussianMap, labels: Labeller, cfg: SemanticsConfig):
+def split_apart(records: dict, gmap: GaussianMap, labels: Labeller, cfg: SemanticsConfig, reserved: set = frozenset()):
     """Objects whose Gaussians fall apart in space become one object per part; stray fragments lose
-    their vote for the object and fall back to their next-best one."""
+    their vote for the object and fall back to their next-best one. No part takes a `reserved` column."""
     ids = gmap.state["object_id"].cpu().numpy()
     means = gmap.means.detach().cpu().numpy()
     votes = gmap.state["votes"]
@@ -40,7 +40,7 @@ def split_apart(records: dict, gmap: GaussianMap, labels: Labeller, cfg: Semanti
             votes[torch.as_tensor(idx[stray], device=votes.device), oid] = 0
         mass = float(votes[:, oid].sum())
         for c in comps[1:]:
-            new = free_id(records, K)
+            new = free_id(records, K, reserved)
             if new is None:
                 break
             rows = torch.as_tensor(idx[lab == c], device=votes.device)

@@ -58,7 +58,7 @@ class ObjectRegistry:
                 self.changes.retire(self.records, gmap, stamp)
             if recompute:
                 self.assign(gmap)
-                split_apart(self.records, gmap, self.labels, self.cfg)
+                split_apart(self.records, gmap, self.labels, self.cfg, self.changes.reserved())
                 merge_duplicates(self.records, gmap, self.labels, self.cfg)
                 self.assign(gmap)
                 smooth_labels(gmap, self.cfg)

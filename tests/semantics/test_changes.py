@@ -99,6 +99,75 @@ def test_a_moved_object_first_seen_partly_is_added_then_recognised_once_its_box_
     assert [(e.kind, e.id) for e in t.drain()] == [("removed", 1), ("added", 3), ("moved", 1)]
 
 
+def placed(groups: list[tuple[int, list[float], int]]) -> GaussianMap:
+    """A map of (object id, centre, count) groups of Gaussians, each within 1 cm of its centre."""
+    ids = [i for i, _, n in groups for _ in range(n)]
+    g = world(ids)
+    pts = [torch.tensor(c) + 0.01 * (torch.rand(n, 3) - 0.5) for _, c, n in groups]
+    g.params["means"].data.copy_(torch.cat(pts))
+    return g
+
+
+def test_free_space_that_took_all_but_the_band_on_its_support_retires_an_object():
+    """Views through a mug's place carve its body, not the 2 cm on the table: those views meet the
+    table within the carving margin. The band does not count for or against the mug."""
+    t = ChangeTracker(SemanticsConfig())
+    records = {1: ObjectRecord(1, [(5.0, MUG)])}
+    t.update([obj(1, "mug", MUG, [0, 0, 0.8])], records, world([1] * 60), 1.0)  # floor at z = 0.75
+    t.note_carved(torch.full((20,), 1, dtype=torch.int32))
+    assert t.retire(records, placed([(1, [0, 0, 0.76], 40)]), 2.0) == [1]
+    # 40 left, 30 of them over the band: the mug stands
+    t = ChangeTracker(SemanticsConfig())
+    records = {1: ObjectRecord(1, [(5.0, MUG)])}
+    t.update([obj(1, "mug", MUG, [0, 0, 0.8])], records, world([1] * 60), 1.0)
+    t.note_carved(torch.full((20,), 1, dtype=torch.int32))
+    assert t.retire(records, placed([(1, [0, 0, 0.76], 10), (1, [0, 0, 0.82], 30)]), 2.0) == [] and 1 in records
+
+
+def test_an_object_its_masks_found_elsewhere_before_its_old_place_cleared_moves_in_view():
+    """Views of both places: the mug's masks at its new place joined the mug while its old Gaussians
+    still stood. Free space then takes the old place: the mug keeps its id and Gaussians there."""
+    t = ChangeTracker(SemanticsConfig())
+    records = {1: ObjectRecord(1, [(5.0, MUG)])}
+    t.update([obj(1, "mug", MUG, [0, 0, 0.8])], records, world([1] * 40), 1.0)
+    t.note_carved(torch.full((35,), 1, dtype=torch.int32))
+    g = placed([(1, [0, 0, 0.82], 5), (1, [0.4, 0.2, 0.8], 30)])
+    assert t.retire(records, g, 2.0) == [] and 1 in records
+    assert float(g.state["votes"][:5, 1].sum()) == 0 and float(g.state["votes"][5:, 1].sum()) == 30
+    there = obj(1, "mug", MUG, [0.4, 0.2, 0.8])
+    t.update([there], records, g, 3.0)
+    ev = t.drain()
+    assert [(e.kind, e.id) for e in ev] == [("moved", 1)] and there.id == 1
+    assert np.allclose(ev[0].old_box.center, [0, 0, 0.8]) and np.allclose(ev[0].new_box.center, [0.4, 0.2, 0.8])
+    # too few of them elsewhere to be reported: removed, and kept aside for a later match
+    t = ChangeTracker(SemanticsConfig())
+    records = {1: ObjectRecord(1, [(5.0, MUG)])}
+    t.update([obj(1, "mug", MUG, [0, 0, 0.8])], records, world([1] * 40), 1.0)
+    t.note_carved(torch.full((35,), 1, dtype=torch.int32))
+    g = placed([(1, [0.4, 0.2, 0.8], 20)])
+    assert t.retire(records, g, 2.0) == []
+    t.update([], records, g, 3.0)
+    assert [(e.kind, e.id) for e in t.drain()] == [("removed", 1)] and 1 in t.reserved() and 1 not in records
+
+
+def test_a_moved_object_is_matched_by_its_size_before_free_space_took_any_of_it():
+    """Free space takes a mug over several views; its box shrinks meanwhile. Found elsewhere whole,
+    it is compared with the mug it was, not with the remnant last reported."""
+    t = ChangeTracker(SemanticsConfig())
+    records = {1: ObjectRecord(1, [(5.0, MUG)])}
+    t.update([obj(1, "mug", MUG, [0, 0, 0.8])], records, world([1] * 40), 1.0)
+    t.note_carved(torch.full((10,), 1, dtype=torch.int32))
+    t.update([obj(1, "mug", MUG, [0, 0, 0.77], (0.1, 0.1, 0.04))], records, world([1] * 30), 2.0)
+    t.note_carved(torch.full((30,), 1, dtype=torch.int32))
+    t.retire(records, world([0] * 5), 3.0)
+    records[3] = ObjectRecord(3, [(4.0, MUG)])
+    whole = obj(3, "mug", MUG, [0.4, 0.2, 0.8])
+    t.update([whole], records, world([3] * 30, appeared=1.0), 4.0)
+    ev = t.drain()
+    assert whole.id == 1 and [(e.kind, e.id) for e in ev] == [("removed", 1), ("moved", 1)]
+    assert np.allclose(ev[0].old_box.size, 0.1)
+
+
 def test_after_a_change_event_the_pipeline_refreshes_at_each_keyframe_for_a_while(small_sim):
     """A moved or added object's box grows with each view: readers see every keyframe's state for
     `settle_keyframes` keyframes after a change event, then the cadence again."""
