@@ -248,8 +248,8 @@ class SemanticsConfig:
     box_round_coverage: float = 0.4
     box_grow_sigma_z: float = 0.0  # ... vertically: top centres lie on the top face; the support sets the floor
     # An object whose Gaussians were all seeded from one side (the cameras' azimuths round it leave a gap
-    # of at least this many degrees: its back unseen) gets a box round its seen front mirrored behind
-    # its middle too (boxes.seen_side / mirror_back); >= 360: off
+    # of at least this many degrees: its back unseen) gets a box round its seen front and that front
+    # turned half a turn about its middle (boxes.seen_side / mirror_back); >= 360: off
     box_one_sided_gap_deg: float = 180.0
     support_reach: float = 0.04  # m: support surface searched this far below an object's lowest Gaussian
     support_margin: float = 0.03  # m: ... among stuff Gaussians this close around its footprint
@@ -260,9 +260,11 @@ class SemanticsConfig:
     # view of it, and readers should see it grow (0: the cadence only)
     settle_keyframes: int = 10
     # The scene changes (semantics/changes.py): an object whose Gaussians free space mostly took (this
-    # share) is retired; one appearing within move_window s with an agreeing embedding (cosine) and a
-    # size within move_size_ratio, at least move_min_distance away, is that object moved and keeps its id;
-    # one appearing with added_share of its Gaussians appeared where earlier views saw free space was added.
+    # share) is gone from where it stood: moved where its masks found it meanwhile (min_object_gaussians of
+    # its Gaussians away from its old box), else retired; one appearing within move_window s with an
+    # agreeing embedding (cosine) and a size within move_size_ratio, at least move_min_distance away, is
+    # that object moved and keeps its id; one appearing with added_share of its Gaussians appeared where
+    # earlier views saw free space was added.
     track_changes: bool = True
     retire_share: float = 0.5
     # ... of the Gaussians free space can judge: a view through an object's place meets its support within

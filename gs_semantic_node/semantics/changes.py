@@ -116,8 +116,9 @@ class ChangeTracker:
         if last.obb is None or len(mine) == 0:
             return False
         b = last.obb
-        local = ((means[mine].double() - torch.as_tensor(b.center)) @ torch.as_tensor(b.rotation)).abs()
-        at_old = (local <= torch.as_tensor(b.size / 2 + self.cfg.split_eps / 2)).all(1)
+        center, rot, half = (torch.as_tensor(x, device=means.device) for x in (b.center, b.rotation, b.size / 2))
+        local = ((means[mine].double() - center) @ rot).abs()
+        at_old = (local <= half + self.cfg.split_eps / 2).all(1)
         if int((~at_old).sum()) < self.cfg.min_object_gaussians:
             return False
         gmap.state["votes"][mine[at_old], i] = 0
