@@ -185,7 +185,9 @@ class SemanticMappingPipeline:
             self.registry.records = {
                 i: ObjectRecord(i, r["views"], r["last_seen"], r["n_masks"]) for i, r in records.items()
             }
-            self.registry.changes = ChangeTracker(self.cfg.semantics)  # the loaded map is the scene as it is
+            self.registry.changes = ChangeTracker(
+                self.cfg.semantics, self.registry.labels.classify
+            )  # the loaded map is the scene as it is
             self.refresh(None, recompute=False)  # the saved labels as they were, not re-split/merged
 
     # ------------------------------------------------------------ reader side

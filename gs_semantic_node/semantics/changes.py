@@ -13,6 +13,7 @@ queue up for the node's `~/changes` topic.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,8 +44,9 @@ class Retired:
 
 
 class ChangeTracker:
-    def __init__(self, cfg: SemanticsConfig):
+    def __init__(self, cfg: SemanticsConfig, classify: Callable | None = None):
         self.cfg = cfg
+        self.classify = classify  # embedding -> (label, confidence, alternatives): names a moved object anew
         self.carved: dict[int, int] = {}  # object id -> its Gaussians free space removed
         self.intact: dict[int, SemanticObject] = {}  # ... and as it was reported before free space took any
         self.retired: dict[int, Retired] = {}
@@ -193,7 +195,17 @@ class ChangeTracker:
         """o is the retired object `was`, moved: it takes its id back, and the move is announced."""
         old = self.retired.pop(was.id)
         self._renumber(o, was.id, records, gmap, old.record)
+        self._rename(o, records[o.id])
         self.events.append(ObjectChange(o.id, o.label, "moved", was.obb, o.obb, stamp))
+
+    def _rename(self, o: SemanticObject, rec: ObjectRecord) -> None:
+        """A moved object is named from all its views, those before the move too: the few at its new
+        place alone name it less surely than the ones that named it before."""
+        if self.classify is None:
+            return
+        o.embedding = rec.embedding()
+        o.view_embeddings = np.stack([v[1] for v in rec.views]) if rec.views else None
+        o.label, o.confidence, o.alternatives = self.classify(o.embedding)
 
     def _match(self, o: SemanticObject, candidates: list[SemanticObject]) -> SemanticObject | None:
         best, score = None, -1.0

@@ -31,7 +31,7 @@ class ObjectRegistry:
         self.labels = Labeller(cfg, embed_text)
         self.objects: list[SemanticObject] = []  # last refreshed, for readers
         self.keyframes = 0
-        self.changes = ChangeTracker(cfg)
+        self.changes = ChangeTracker(cfg, self.labels.classify)
         self.due = False  # an object became reportable: readers should see it now, not at the next refresh
 
     def update(

@@ -99,6 +99,25 @@ def test_a_moved_object_first_seen_partly_is_added_then_recognised_once_its_box_
     assert [(e.kind, e.id) for e in t.drain()] == [("removed", 1), ("added", 3), ("moved", 1)]
 
 
+def test_a_moved_object_is_named_from_its_views_before_the_move_too():
+    """A view or two at its new place name the mug a cup; the views that named it a mug still count."""
+    cup = unit([1, 0.6, 0])
+
+    def classify(e):
+        return ("mug" if float(e @ MUG) > float(e @ cup) else "cup"), 0.9, []
+
+    t = ChangeTracker(SemanticsConfig(), classify)
+    records = {1: ObjectRecord(1, [(5.0, MUG), (4.0, MUG)])}
+    t.update([obj(1, "mug", MUG, [0, 0, 0.8])], records, world([1] * 40), 1.0)
+    t.note_carved(torch.full((40,), 1, dtype=torch.int32))
+    t.retire(records, world([0] * 5), 2.0)
+    records[3] = ObjectRecord(3, [(1.0, cup)])
+    moved = obj(3, "cup", cup, [0.4, 0.2, 0.8])
+    t.update([moved], records, world([3] * 30, appeared=1.0), 3.0)
+    assert moved.id == 1 and moved.label == "mug" and len(moved.view_embeddings) == 3
+    assert [(e.kind, e.label) for e in t.drain()] == [("removed", "mug"), ("moved", "mug")]
+
+
 def placed(groups: list[tuple[int, list[float], int]]) -> GaussianMap:
     """A map of (object id, centre, count) groups of Gaussians, each within 1 cm of its centre."""
     ids = [i for i, _, n in groups for _ in range(n)]
