@@ -116,6 +116,9 @@ class MapperConfig:
     # depth of the 3x3 pixels, not the pixel's: at a rim the render blends an object with what lies
     # behind it, and seeding there doubled objects (bench/RESULTS.md, "Semantic quality beyond the primitives")
     seed_depth_margin: float = 0.015
+    # ... and, up to this many pixels on, what continues such surface (depth within seed_depth_margin + noise
+    # of it) in front of the map by the noise alone: the foot of an object put down (Mapper._continued)
+    seed_grow_steps: int = 8
     depth_noise: float = 0.0025  # the depth sensor's noise: its std per m of depth squared
     # Free space: a Gaussian that views see through (the observed depth clearly behind it) gathers
     # evidence of being gone and is removed after free_space_views such views (Mapper.carve); one seen

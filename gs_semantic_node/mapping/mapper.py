@@ -437,8 +437,10 @@ class Mapper:
                 nearest = -F.max_pool2d(-drawn[None, None], 3, 1, padding=1)[0, 0]
                 tol = cfg.seed_depth_margin + 3 * cfg.depth_noise * kf.depth**2
                 front = torch.maximum(front, nearest - tol)
-            wrong = kf.depth < front
+            wrong = valid & (kf.depth < front)
             need = valid & (unseen | wrong)
+            if cfg.seed_grow_steps > 0:
+                need |= self._continued(kf.depth, out.depth, wrong, valid & ~unseen)
         else:
             unseen = need = valid
         need &= self._seed_grid(need.shape, cfg.seed_stride) | (
@@ -468,6 +470,26 @@ class Mapper:
             new[-pts.shape[0] :] = True
             merge_in_voxels(self.map, self.resolution, new)
         return int(pts.shape[0])
+
+    def _continued(self, depth: torch.Tensor, rendered: torch.Tensor, front: torch.Tensor, drawn: torch.Tensor):
+        """Pixels that continue surface found in front of the map (`front`): each within
+        seed_depth_margin + the sensor's noise of the depth of a neighbour already in, and in front of
+        the render by the noise alone. The foot of an object put down stands too close to the surface
+        behind it for seed()'s margin, which guards rims (where the render blends an object with what
+        lies behind it) and which no rim needs where a surface in front reaches down to the map."""
+        noise = 3 * self.cfg.depth_noise * depth**2
+        step = self.cfg.seed_depth_margin + noise
+        can = drawn & ~front & (rendered - depth > noise)
+        far = torch.full_like(depth, float("inf"))
+        grown = front
+        for _ in range(self.cfg.seed_grow_steps):
+            lo = -F.max_pool2d(-torch.where(grown, depth, far)[None, None], 3, 1, padding=1)[0, 0]
+            hi = F.max_pool2d(torch.where(grown, depth, -far)[None, None], 3, 1, padding=1)[0, 0]
+            add = can & ~grown & (depth >= lo - step) & (depth <= hi + step)
+            if not bool(add.any()):
+                break
+            grown = grown | add
+        return grown & ~front
 
     def _seed_grid(self, shape, stride: int) -> torch.Tensor:
         s = max(1, stride)

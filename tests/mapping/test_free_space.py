@@ -103,3 +103,24 @@ def test_surface_appeared_only_where_an_earlier_view_saw_free_space():
     first_seen = appeared_near(m, PLANE - 0.3)
     assert len(first_seen) > 20 and float(first_seen.sum()) == 0
     assert float(appeared_near(m, PLANE).sum()) == 0  # nor is the plane it first shows
+
+
+def test_the_foot_of_an_object_put_down_is_seeded_down_to_the_surface_it_stands_on():
+    """A slope put in front of the mapped plane reaches down to it. Its foot, within seed_depth_margin + the
+    noise of the plane, is seeded for the surface above it reaches down there; the plane gets nothing new."""
+    foot = (PLANE - 0.032, PLANE - 0.018)  # in front of the plane by more than the noise, less than the margin
+
+    def counts(steps: int) -> tuple[int, int]:
+        m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0, device="cpu", seed_grow_steps=steps))
+        m.integrate(plane_frame(0.0, PLANE))
+        plane = near(m, PLANE, 0.005)
+        f = plane_frame(0.06, PLANE)
+        f.depth[20:41, 30:50] = np.linspace(PLANE - 0.3, PLANE - 0.005, 21)[:, None]
+        f.rgb[20:41, 30:50] = [30, 30, 200]
+        m.integrate(f)
+        z = m.map.means.detach()[:, 2]
+        return int(((z > foot[0]) & (z < foot[1])).sum()), near(m, PLANE, 0.005) - plane
+
+    (grown, plane_grown), (margin_only, plane_margin_only) = counts(8), counts(0)
+    assert margin_only == 0 and grown >= 20
+    assert plane_grown == plane_margin_only
