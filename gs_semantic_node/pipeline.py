@@ -185,9 +185,8 @@ class SemanticMappingPipeline:
             self.registry.records = {
                 i: ObjectRecord(i, r["views"], r["last_seen"], r["n_masks"]) for i, r in records.items()
             }
-            self.registry.changes = ChangeTracker(
-                self.cfg.semantics, self.registry.labels.classify
-            )  # the loaded map is the scene as it is
+            # the loaded map is the scene as it is
+            self.registry.changes = ChangeTracker(self.cfg.semantics, self.registry.labels.classify)
             self.refresh(None, recompute=False)  # the saved labels as they were, not re-split/merged
 
     # ------------------------------------------------------------ reader side
