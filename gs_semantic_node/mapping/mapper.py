@@ -472,16 +472,19 @@ class Mapper:
         return int(pts.shape[0])
 
     def _continued(self, depth: torch.Tensor, rendered: torch.Tensor, front: torch.Tensor, drawn: torch.Tensor):
-        """Pixels that continue surface found in front of the map (`front`): each within
-        seed_depth_margin + the sensor's noise of the depth of a neighbour already in, and in front of
-        the render by the noise alone. The foot of an object put down stands too close to the surface
+        """Pixels that continue surface found in front of the map (`front`, where it covers 3x3 pixels):
+        each within seed_depth_margin + the sensor's noise of the depth of a neighbour already in, and in
+        front of the render by the noise alone. The foot of an object put down stands too close to the surface
         behind it for seed()'s margin, which guards rims (where the render blends an object with what
         lies behind it) and which no rim needs where a surface in front reaches down to the map."""
         noise = 3 * self.cfg.depth_noise * depth**2
         step = self.cfg.seed_depth_margin + noise
         can = drawn & ~front & (rendered - depth > noise)
         far = torch.full_like(depth, float("inf"))
-        grown = front
+        # surface, not stray pixels: what of it 3x3 pixels cover (a morphological opening); a pixel or
+        # two at a mapped rim would otherwise carry the rim's blended render round the object
+        core = -F.max_pool2d(-front.float()[None, None], 3, 1, padding=1)
+        grown = front & (F.max_pool2d(core, 3, 1, padding=1)[0, 0] > 0.5)
         for _ in range(self.cfg.seed_grow_steps):
             lo = -F.max_pool2d(-torch.where(grown, depth, far)[None, None], 3, 1, padding=1)[0, 0]
             hi = F.max_pool2d(torch.where(grown, depth, -far)[None, None], 3, 1, padding=1)[0, 0]
