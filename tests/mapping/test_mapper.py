@@ -36,11 +36,13 @@ def test_a_small_object_on_a_mapped_surface_gets_its_own_gaussians(margin):
     assert n == (100 if margin else 0)  # one seed per pixel of the object (mapper.seed_stride_front)
 
 
-def test_no_seeds_at_a_mapped_rim_or_within_the_depth_noise():
+@pytest.mark.parametrize("grow", [0, 8])
+def test_no_seeds_at_a_mapped_rim_or_within_the_depth_noise(grow):
     """At a mapped object's rim the render blends it with the table behind: a rendered depth behind the
     observed one there is no surface in front (the nearest rendered depth around the pixel is the object's).
-    Nor is a surface a few millimetres off, inside the sensor's noise."""
-    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0))
+    Nor is a surface a few millimetres off, inside the sensor's noise. Seeds grown down from surface in front
+    (mapper.seed_grow_steps) do not start at a rim."""
+    m = Mapper(MapperConfig(width=80, height=60, iters_per_keyframe=0, seed_grow_steps=grow))
     f = plane_frame(d=1.0)
     f.depth[20:30, 50:60] = 0.8
     m.integrate(f)
