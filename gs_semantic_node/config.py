@@ -118,8 +118,8 @@ class MapperConfig:
     seed_depth_margin: float = 0.015
     # ... and, up to this many pixels on, what continues such surface (where it covers 3x3 pixels; depth within
     # seed_depth_margin + noise of it) in front of the map by the noise alone: the foot of an object put down
-    # (Mapper._continued). Off (0) by default: it has not yet beaten no growth on every scene family
-    # (bench/RESULTS.md, "Scene changes")
+    # (Mapper._continued). Off (0) by default: in this rim-safe form it lost to no growth on the change and
+    # libero scenes (bench/RESULTS.md, "Scene changes")
     seed_grow_steps: int = 0
     depth_noise: float = 0.0025  # the depth sensor's noise: its std per m of depth squared
     # Free space: a Gaussian that views see through (the observed depth clearly behind it) gathers
