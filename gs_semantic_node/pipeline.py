@@ -176,7 +176,6 @@ class SemanticMappingPipeline:
     def load(self, path):
         """Replace the map with a saved one; on any error the current map is left untouched."""
         from .io.mapfile import load_map
-        from .semantics.changes import ChangeTracker
         from .semantics.registry import ObjectRecord
 
         arrays, records, _ = load_map(path)
@@ -185,8 +184,7 @@ class SemanticMappingPipeline:
             self.registry.records = {
                 i: ObjectRecord(i, r["views"], r["last_seen"], r["n_masks"]) for i, r in records.items()
             }
-            # the loaded map is the scene as it is
-            self.registry.changes = ChangeTracker(self.cfg.semantics, self.registry.labels.classify)
+            self.registry.changes = self.registry.new_changes()  # the loaded map is the scene as it is
             self.refresh(None, recompute=False)  # the saved labels as they were, not re-split/merged
 
     # ------------------------------------------------------------ reader side

@@ -204,7 +204,7 @@ class ChangeTracker:
         if self.classify is None:
             return
         o.embedding = rec.embedding()
-        o.view_embeddings = np.stack([v[1] for v in rec.views]) if rec.views else None
+        o.view_embeddings = rec.view_embeddings()
         o.label, o.confidence, o.alternatives = self.classify(o.embedding)
 
     def _match(self, o: SemanticObject, candidates: list[SemanticObject]) -> SemanticObject | None:

@@ -128,7 +128,7 @@ def describe(
                 gaussian_indices=idx,
                 last_seen=rec.last_seen if rec else 0.0,
                 embedding=embs[oid],
-                view_embeddings=np.stack([v[1] for v in rec.views]) if rec and rec.views else None,
+                view_embeddings=rec.view_embeddings() if rec else None,
             )
         )
     return out

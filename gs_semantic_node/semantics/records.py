@@ -21,8 +21,12 @@ class ObjectRecord:
         if not self.views:
             return None
         w = np.array([v[0] for v in self.views], dtype=np.float32)
-        e = (np.stack([v[1] for v in self.views]) * w[:, None]).sum(0)
+        e = (self.view_embeddings() * w[:, None]).sum(0)
         return e / max(np.linalg.norm(e), 1e-8)
+
+    def view_embeddings(self) -> np.ndarray | None:
+        """(k, D) the kept views' embeddings, best first."""
+        return np.stack([v[1] for v in self.views]) if self.views else None
 
     def add_view(self, weight: float, emb: np.ndarray, k: int):
         self.views.append((float(weight), np.asarray(emb, np.float32)))

@@ -31,7 +31,7 @@ class ObjectRegistry:
         self.labels = Labeller(cfg, embed_text)
         self.objects: list[SemanticObject] = []  # last refreshed, for readers
         self.keyframes = 0
-        self.changes = ChangeTracker(cfg, self.labels.classify)
+        self.changes = self.new_changes()
         self.due = False  # an object became reportable: readers should see it now, not at the next refresh
 
     def update(
@@ -73,6 +73,10 @@ class ObjectRegistry:
                 self.objects = self.describe(snap)
             if track:
                 self.changes.update(self.objects, self.records, gmap, stamp)
+
+    def new_changes(self) -> ChangeTracker:
+        """A change tracker that knows nothing yet: the map as it stands is the scene as it is."""
+        return ChangeTracker(self.cfg, self.labels.classify)
 
     def assign(self, gmap: GaussianMap):
         w = self.cfg.stuff_vote_weight
