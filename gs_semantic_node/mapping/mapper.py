@@ -432,15 +432,15 @@ class Mapper:
             out = self.render(kf, detach_geometry=True)
             front = out.depth * (1 - cfg.seed_depth_error)
             unseen = out.alpha < cfg.seed_alpha
+            drawn = torch.where(unseen, torch.full_like(out.depth, float("inf")), out.depth)
             if cfg.seed_depth_margin > 0:
-                drawn = torch.where(unseen, torch.full_like(out.depth, float("inf")), out.depth)
                 nearest = -F.max_pool2d(-drawn[None, None], 3, 1, padding=1)[0, 0]
                 tol = cfg.seed_depth_margin + 3 * cfg.depth_noise * kf.depth**2
                 front = torch.maximum(front, nearest - tol)
             wrong = valid & (kf.depth < front)
             need = valid & (unseen | wrong)
             if cfg.seed_grow_steps > 0:
-                need |= self._continued(kf.depth, out.depth, wrong, valid & ~unseen)
+                need |= self._continued(kf.depth, drawn, wrong)
         else:
             unseen = need = valid
         need &= self._seed_grid(need.shape, cfg.seed_stride) | (
@@ -471,20 +471,19 @@ class Mapper:
             merge_in_voxels(self.map, self.resolution, new)
         return int(pts.shape[0])
 
-    def _continued(self, depth: torch.Tensor, rendered: torch.Tensor, front: torch.Tensor, drawn: torch.Tensor):
-        """Pixels that continue surface found in front of the map (`front`, where it covers 3x3 pixels):
-        each within seed_depth_margin + the sensor's noise of the depth of a neighbour already in, and in
-        front of the render by the noise alone. The foot of an object put down stands too close to the surface
-        behind it for seed()'s margin, which guards rims (where the render blends an object with what
-        lies behind it) and which no rim needs where a surface in front reaches down to the map."""
+    def _continued(self, depth: torch.Tensor, drawn: torch.Tensor, front: torch.Tensor) -> torch.Tensor:
+        """Pixels that continue surface found in front of the map (`front`): each within seed_depth_margin +
+        the sensor's noise of the depth of a neighbour already in, and in front by more than the noise of
+        all map surface drawn (`drawn`: the rendered depth, inf where unseen) within two pixels. The foot of
+        an object put down stands too close to the surface behind it for seed()'s margin, which guards rims;
+        a mapped object's render blends into what lies behind it over about two pixels, so growth from a
+        stray pixel at its rim stops there."""
         noise = 3 * self.cfg.depth_noise * depth**2
         step = self.cfg.seed_depth_margin + noise
-        can = drawn & ~front & (rendered - depth > noise)
+        nearest = -F.max_pool2d(-drawn[None, None], 5, 1, padding=2)[0, 0]
+        can = (depth > 0) & drawn.isfinite() & ~front & (nearest - depth > noise)
         far = torch.full_like(depth, float("inf"))
-        # surface, not stray pixels: what of it 3x3 pixels cover (a morphological opening); a pixel or
-        # two at a mapped rim would otherwise carry the rim's blended render round the object
-        core = -F.max_pool2d(-front.float()[None, None], 3, 1, padding=1)
-        grown = front & (F.max_pool2d(core, 3, 1, padding=1)[0, 0] > 0.5)
+        grown = front
         for _ in range(self.cfg.seed_grow_steps):
             lo = -F.max_pool2d(-torch.where(grown, depth, far)[None, None], 3, 1, padding=1)[0, 0]
             hi = F.max_pool2d(torch.where(grown, depth, -far)[None, None], 3, 1, padding=1)[0, 0]
