@@ -118,8 +118,8 @@ class MapperConfig:
     seed_depth_margin: float = 0.015
     # ... and, up to this many pixels on, what continues such surface (depth within seed_depth_margin + noise
     # of it) in front by the noise alone of all the map draws within two pixels: the foot of an object put
-    # down (Mapper._continued); 0 turns it off
-    seed_grow_steps: int = 8
+    # down (Mapper._continued). Off (0) by default: it lost on the libero scenes (bench/RESULTS.md, "Scene changes")
+    seed_grow_steps: int = 0
     depth_noise: float = 0.0025  # the depth sensor's noise: its std per m of depth squared
     # Free space: a Gaussian that views see through (the observed depth clearly behind it) gathers
     # evidence of being gone and is removed after free_space_views such views (Mapper.carve); one seen
