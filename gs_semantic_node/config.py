@@ -231,7 +231,9 @@ class SemanticsConfig:
     smooth_color_scale: float = 0.05  # neighbours' votes weigh exp(-|rgb difference|^2 / this)
     smooth_flip_ratio: float = 2.0  # a Gaussian flips when its neighbours' majority outweighs its own id this much
     min_object_gaussians: int = 15
-    min_object_masks: int = 2  # masks (views) an object needs before it is reported
+    # masks (views) an object needs before it is reported; one where added_share of its Gaussians appeared
+    # where earlier views saw free space (an object put down)
+    min_object_masks: int = 2
     split_eps: float = 0.04  # m: objects whose Gaussians fall apart at this gap are split
     split_scale_factor: float = 4.0  # ... the gap is never below this many median Gaussian scales
     split_min_samples: int = 3  # DBSCAN core points of a part

@@ -72,9 +72,15 @@ def support_height(
 
 
 def describe(
-    snap: dict, records: dict[int, ObjectRecord], labels: Labeller, cfg: SemanticsConfig, box_mode: str = "upright"
+    snap: dict,
+    records: dict[int, ObjectRecord],
+    labels: Labeller,
+    cfg: SemanticsConfig,
+    box_mode: str = "upright",
+    appeared: np.ndarray | None = None,
 ) -> list[SemanticObject]:
-    """Every object of a host snapshot: label, confidence, alternatives, box, members, embedding."""
+    """Every object of a host snapshot: label, confidence, alternatives, box, members, embedding.
+    `appeared` (per Gaussian, 0..1): seeded where earlier views saw free space (Mapper.seed)."""
     out = []
     ids = snap["object_id"]
     names, embs = {}, {}
@@ -89,8 +95,13 @@ def describe(
             continue
         rec = records.get(oid)
         is_bg = bool(stuff[idx[0]])
-        # a thing needs enough Gaussians and more than one supporting mask (spurious SAM masks)
-        if not is_bg and (len(idx) < cfg.min_object_gaussians or rec is None or rec.n_masks < cfg.min_object_masks):
+        # a thing needs enough Gaussians and more than one supporting mask (spurious SAM masks), or one on
+        # surface that appeared where earlier views saw free space: the map is the second witness of an object
+        # put down, and a missed or merged mask in its next views does not hold it back
+        masks = cfg.min_object_masks
+        if appeared is not None and float(appeared[idx].mean()) >= cfg.added_share:
+            masks = min(masks, 1)
+        if not is_bg and (len(idx) < cfg.min_object_gaussians or rec is None or rec.n_masks < masks):
             continue
         pts = snap["means"][idx]
         keep = clean_index(pts, snap["opacities"][idx], cfg.box_min_opacity, cfg.box_outlier_std)

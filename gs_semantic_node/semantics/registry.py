@@ -44,7 +44,16 @@ class ObjectRegistry:
         self.assign(gmap)
         k = self.cfg.min_object_masks
         self.due |= any(r.n_masks >= k > before.get(i, 0) for i, r in self.records.items())
+        self.due |= self._appeared(gmap, [i for i, r in self.records.items() if r.n_masks and i not in before])
         return out
+
+    def _appeared(self, gmap: GaussianMap, ids: list[int]) -> bool:
+        """Whether one of these records holds surface that appeared where free space was (reportable at once)."""
+        if not ids or not self.cfg.track_changes:
+            return False
+        own, appeared = gmap.state["object_id"], gmap.state["appeared"]
+        mine = [own == i for i in ids]
+        return any(bool(m.any()) and float(appeared[m].mean()) >= self.cfg.added_share for m in mine)
 
     @torch.no_grad()
     def refresh(self, gmap: GaussianMap, recompute: bool = True, stamp: float = 0.0):
@@ -64,13 +73,14 @@ class ObjectRegistry:
                 smooth_labels(gmap, self.cfg)
                 peel_support(self.records, gmap, self.labels, self.cfg)
             snap = gmap.snapshot()
-            self.objects = self.describe(snap)
+            appeared = gmap.state["appeared"].cpu().numpy() if track else None
+            self.objects = self.describe(snap, appeared=appeared)
             # Gaussians of objects too weak to report belong to the background: one published id each
             orphan = ~np.isin(snap["object_id"], [o.id for o in self.objects])
             if orphan.any():
                 snap["object_id"][orphan] = BACKGROUND
                 gmap.state["object_id"][torch.as_tensor(orphan, device=gmap.device)] = BACKGROUND
-                self.objects = self.describe(snap)
+                self.objects = self.describe(snap, appeared=appeared)
             if track:
                 self.changes.update(self.objects, self.records, gmap, stamp)
 
@@ -82,8 +92,8 @@ class ObjectRegistry:
         w = self.cfg.stuff_vote_weight
         assign(gmap, self.labels.stuff_ids(self.records) if w != 1.0 else [], w)
 
-    def describe(self, snap: dict, box_mode: str = "upright") -> list[SemanticObject]:
-        return describe(snap, self.records, self.labels, self.cfg, box_mode)
+    def describe(self, snap: dict, box_mode: str = "upright", appeared: np.ndarray | None = None) -> list[SemanticObject]:
+        return describe(snap, self.records, self.labels, self.cfg, box_mode, appeared)
 
     def classify(self, emb: np.ndarray | None) -> tuple[str, float, list]:
         return self.labels.classify(emb)

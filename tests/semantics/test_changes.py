@@ -76,6 +76,26 @@ def test_an_object_put_on_mapped_surface_is_added_and_a_different_one_is_not_the
     assert [(e.kind, e.id) for e in t.drain()] == [("removed", 1), ("added", 2)]
 
 
+def test_one_mask_reports_an_object_where_free_space_was_and_nothing_elsewhere():
+    """A mask founds a record on fresh surface: where earlier views saw free space (an object put down) it is
+    reported at once and the registry asks for a refresh; on surface first seen (a spurious mask, a side) it
+    waits for semantics.min_object_masks."""
+    from gs_semantic_node.semantics.registry import ObjectRegistry
+
+    reported = {}
+    for appeared in (1.0, 0.0):
+        reg = ObjectRegistry(SemanticsConfig())
+        g = world([0] * 30, appeared=appeared)
+        g.state["votes"][:] = 0
+        W = torch.zeros(30, 2)
+        W[:, 1] = 1.0  # one mask over all of them
+        assert reg.update(g, W, BOOK[None], 1.0, [500]) == [1]
+        due = reg.due
+        reg.refresh(g, stamp=1.0)
+        reported[appeared] = (due, [o.id for o in reg.objects if not o.is_background])
+    assert reported == {1.0: (True, [1]), 0.0: (False, [])}
+
+
 def test_a_first_sighting_is_no_change_and_a_few_floaters_do_not_retire_an_object():
     cfg = SemanticsConfig()
     t = ChangeTracker(cfg)
