@@ -92,7 +92,9 @@ class ObjectRegistry:
         w = self.cfg.stuff_vote_weight
         assign(gmap, self.labels.stuff_ids(self.records) if w != 1.0 else [], w)
 
-    def describe(self, snap: dict, box_mode: str = "upright", appeared: np.ndarray | None = None) -> list[SemanticObject]:
+    def describe(
+        self, snap: dict, box_mode: str = "upright", appeared: np.ndarray | None = None
+    ) -> list[SemanticObject]:
         return describe(snap, self.records, self.labels, self.cfg, box_mode, appeared)
 
     def classify(self, emb: np.ndarray | None) -> tuple[str, float, list]:
