@@ -22,7 +22,7 @@ import torch
 from ..config import SemanticsConfig
 from ..mapping.gaussians import GaussianMap
 from ..types import OrientedBox, SemanticObject
-from .records import BACKGROUND, ObjectRecord
+from .records import BACKGROUND, ObjectRecord, appeared_where_free
 
 
 @dataclass
@@ -163,8 +163,8 @@ class ChangeTracker:
             if match is not None:
                 self._moved(o, match, records, gmap, stamp)
                 continue
-            share = float(appeared[ids == o.id].mean()) if o.num_gaussians else 0.0
-            if self.known and share >= self.cfg.added_share:  # the first map has nothing to be added to
+            # the first map has nothing to be added to
+            if self.known and appeared_where_free(appeared, ids == o.id, self.cfg.added_share):
                 self.added[o.id] = stamp
                 self.events.append(ObjectChange(o.id, o.label, "added", None, o.obb, stamp))
         # an object added a moment ago that now matches a retired one is that one moved: retired after it

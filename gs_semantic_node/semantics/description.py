@@ -10,7 +10,7 @@ import numpy as np
 from ..config import SemanticsConfig
 from ..types import SemanticObject
 from .boxes import clean_index, fit_box, grow_sides, mirror_back, seen_side
-from .records import BACKGROUND, ObjectRecord
+from .records import BACKGROUND, ObjectRecord, appeared_where_free
 
 
 class Labeller:
@@ -99,7 +99,7 @@ def describe(
         # surface that appeared where earlier views saw free space: the map is the second witness of an object
         # put down, and a missed or merged mask in its next views does not hold it back
         masks = cfg.min_object_masks
-        if appeared is not None and float(appeared[idx].mean()) >= cfg.added_share:
+        if appeared is not None and appeared_where_free(appeared, idx, cfg.added_share):
             masks = min(masks, 1)
         if not is_bg and (len(idx) < cfg.min_object_gaussians or rec is None or rec.n_masks < masks):
             continue

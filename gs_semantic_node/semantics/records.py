@@ -34,6 +34,13 @@ class ObjectRecord:
         del self.views[k:]
 
 
+def appeared_where_free(appeared, members, share: float) -> bool:
+    """Whether `share` of these Gaussians (a numpy or torch mask / index) were seeded where earlier views saw free
+    space (GaussianMap.state["appeared"]): an object put down there, not one first looked at."""
+    a = appeared[members]
+    return len(a) > 0 and float(a.mean()) >= share
+
+
 def free_id(records: dict, K: int, reserved: set = frozenset()) -> int | None:
     """The lowest vote column (object id) no record holds nor is reserved, None when all K are taken."""
     for i in range(1, K):

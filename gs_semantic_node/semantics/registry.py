@@ -18,7 +18,7 @@ from ..types import SemanticObject
 from .association import assign, associate
 from .changes import ChangeTracker
 from .description import Labeller, describe
-from .records import BACKGROUND, ObjectRecord
+from .records import BACKGROUND, ObjectRecord, appeared_where_free
 from .refinement import merge_duplicates, peel_support, smooth_labels, split_apart
 
 __all__ = ["BACKGROUND", "ObjectRecord", "ObjectRegistry"]
@@ -52,8 +52,7 @@ class ObjectRegistry:
         if not ids or not self.cfg.track_changes:
             return False
         own, appeared = gmap.state["object_id"], gmap.state["appeared"]
-        mine = [own == i for i in ids]
-        return any(bool(m.any()) and float(appeared[m].mean()) >= self.cfg.added_share for m in mine)
+        return any(appeared_where_free(appeared, own == i, self.cfg.added_share) for i in ids)
 
     @torch.no_grad()
     def refresh(self, gmap: GaussianMap, recompute: bool = True, stamp: float = 0.0):
